@@ -1,0 +1,41 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "profile-jobs-gateway",
+    products: [
+        .executable(name: "profile-jobs-gateway", targets: ["profile-jobs-gateway"]),
+        .library(name: "ProfileJobsGateway", targets: ["ProfileJobsGateway"]),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CMicroHTTPD",
+            pkgConfig: "libmicrohttpd",
+            providers: [.apt(["libmicrohttpd-dev"])]
+        ),
+        .systemLibrary(
+            name: "CCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .target(
+            name: "ProfileJobsGateway",
+            dependencies: ["CMicroHTTPD", "CCurl"],
+            linkerSettings: [.linkedLibrary("m")]
+        ),
+        .target(
+            name: "UpstreamSimulators",
+            dependencies: ["ProfileJobsGateway"]
+        ),
+        .executableTarget(
+            name: "profile-jobs-gateway",
+            dependencies: ["ProfileJobsGateway", "UpstreamSimulators"]
+        ),
+        .testTarget(
+            name: "ProfileJobsGatewayTests",
+            dependencies: ["ProfileJobsGateway", "UpstreamSimulators"],
+            resources: [.copy("Fixtures")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

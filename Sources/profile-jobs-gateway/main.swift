@@ -1,0 +1,4 @@
+import ProfileJobsGateway
+import UpstreamSimulators
+
+print("profile-jobs-gateway")
