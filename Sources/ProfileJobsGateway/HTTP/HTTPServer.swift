@@ -1,0 +1,344 @@
+import CMicroHTTPD
+import Glibc
+import Synchronization
+
+/// How the listening side behaves: every limit here bounds memory or threads per client.
+public struct HTTPServerConfiguration: Sendable {
+    /// Address to bind: an IPv4 or IPv6 literal.
+    public var host = "127.0.0.1"
+    /// 0 picks a free port; `HTTPServer.port` tells which.
+    public var port: UInt16 = 0
+    /// Threads that run the event loop; handlers run on Swift's concurrency pool, not on these.
+    public var threads = 2
+    public var connectionLimit = 4096
+    /// Seconds an idle or slow connection may stay open.
+    public var connectionTimeoutSeconds = 30
+    /// Bytes of header and read buffer per connection; the body is copied out of it as it arrives.
+    public var connectionMemoryLimit = 32 * 1024
+    /// Largest request body accepted; a larger one is answered 413 without reaching the handler.
+    public var maxBodyBytes = 1 << 20
+    public var listenBacklog = 1024
+
+    public init() {}
+}
+
+/// Why the server could not start.
+public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+}
+
+/// An HTTP/1.1 server on libmicrohttpd: event-loop threads read requests, suspend each connection while its
+/// handler runs asynchronously, and resume it with the answer, so a slow upstream never holds a thread.
+public final class HTTPServer: Sendable {
+    private let core: ServerCore
+
+    /// - Parameter errorResponse: builds the answers the server gives on its own (413, 503 at shutdown).
+    public init(
+        configuration: HTTPServerConfiguration = .init(),
+        handler: any HTTPHandler,
+        errorResponse: @escaping @Sendable (_ status: Int, _ detail: String) -> HTTPResponse = HTTPServer.plainError
+    ) {
+        core = ServerCore(configuration: configuration, handler: handler, errorResponse: errorResponse)
+    }
+
+    /// Binds and starts serving; returns the bound port.
+    @discardableResult
+    public func start() throws(HTTPServerError) -> UInt16 {
+        try core.start()
+    }
+
+    /// The bound port, 0 before `start`.
+    public var port: UInt16 { core.boundPort }
+
+    /// Answers every suspended request with 503, closes the listening socket and stops the threads.
+    public func stop() {
+        core.stop()
+    }
+
+    public static func plainError(status: Int, detail: String) -> HTTPResponse {
+        HTTPResponse(
+            status: status,
+            headers: HTTPHeaders([("Content-Type", "text/plain; charset=utf-8")]),
+            body: Array((detail + "\n").utf8)
+        )
+    }
+}
+
+/// Per-request state that lives from the request line to the completion callback.
+///
+/// Safe as `@unchecked Sendable`: libmicrohttpd calls back for one connection from one thread at a time, and the
+/// only field another thread touches (`answer`) is written and read under `ServerCore.suspended`'s lock.
+private final class RequestContext: @unchecked Sendable {
+    enum Phase {
+        case headers
+        case body
+        case handling
+    }
+
+    let target: String
+    let connection: OpaquePointer
+    var phase = Phase.headers
+    var method = ""
+    var headers = HTTPHeaders()
+    var body: [UInt8] = []
+    var bodyTooLarge = false
+    var answer: HTTPResponse?
+
+    init(target: String, connection: OpaquePointer) {
+        self.target = target
+        self.connection = connection
+    }
+}
+
+/// Safe as `@unchecked Sendable`: `daemon` and `boundPort` are written once in `start` before any callback can run
+/// and cleared in `stop` after the daemon's threads are joined; everything else is immutable or behind a Mutex.
+private final class ServerCore: @unchecked Sendable {
+    struct Suspended {
+        var stopped = false
+        var contexts: [ObjectIdentifier: RequestContext] = [:]
+    }
+
+    let configuration: HTTPServerConfiguration
+    let handler: any HTTPHandler
+    let errorResponse: @Sendable (Int, String) -> HTTPResponse
+    let suspended = Mutex(Suspended())
+    /// Requests between their request line and their completion callback.
+    let liveRequests = Atomic(0)
+    var daemon: OpaquePointer?
+    var boundPort: UInt16 = 0
+    /// The daemon's callbacks reach this object through an unretained pointer; this keeps it alive meanwhile.
+    var selfReference: Unmanaged<ServerCore>?
+
+    init(
+        configuration: HTTPServerConfiguration,
+        handler: any HTTPHandler,
+        errorResponse: @escaping @Sendable (Int, String) -> HTTPResponse
+    ) {
+        self.configuration = configuration
+        self.handler = handler
+        self.errorResponse = errorResponse
+    }
+
+    func start() throws(HTTPServerError) -> UInt16 {
+        var storage = sockaddr_storage()
+        var flags = UInt32(MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue)
+        flags |= UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)
+        try fillAddress(&storage, flags: &flags)
+
+        // Unmanaged: retained here and released in `stop`, after the daemon (the only user) has stopped.
+        let reference = Unmanaged.passRetained(self)
+        let started = withUnsafePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
+                pjg_mhd_start(
+                    flags, address, accessCallback, completedCallback, uriLogCallback, reference.toOpaque(),
+                    UInt32(configuration.connectionLimit), UInt32(configuration.connectionTimeoutSeconds),
+                    configuration.connectionMemoryLimit, UInt32(configuration.threads),
+                    UInt32(configuration.listenBacklog))
+            }
+        }
+        guard let started else {
+            reference.release()
+            throw HTTPServerError(
+                description:
+                    "cannot listen on \(configuration.host):\(configuration.port) (address in use or not local?)")
+        }
+
+        daemon = started
+        selfReference = reference
+        boundPort = pjg_mhd_bound_port(started)
+        return boundPort
+    }
+
+    func stop() {
+        guard let daemon else { return }
+        MHD_quiesce_daemon(daemon)
+
+        let pending = suspended.withLock { state in
+            state.stopped = true
+            let all = Array(state.contexts.values)
+            state.contexts.removeAll()
+            return all
+        }
+        for context in pending {
+            context.answer = errorResponse(503, "The gateway is shutting down; retry the request.")
+            MHD_resume_connection(context.connection)
+        }
+        waitForLiveRequests(upTo: .seconds(2))
+
+        MHD_stop_daemon(daemon)
+        self.daemon = nil
+        selfReference?.release()
+        selfReference = nil
+    }
+
+    /// Gives answers already queued a moment to reach their clients before the daemon closes every socket.
+    private func waitForLiveRequests(upTo limit: Duration) {
+        let deadline = ContinuousClock.now + limit
+        while liveRequests.load(ordering: .acquiring) > 0, ContinuousClock.now < deadline {
+            usleep(5_000)
+        }
+    }
+
+    private func fillAddress(_ storage: inout sockaddr_storage, flags: inout UInt32) throws(HTTPServerError) {
+        let host = configuration.host
+        let port = configuration.port.bigEndian
+        let ok = withUnsafeMutablePointer(to: &storage) { pointer -> Bool in
+            if host.contains(":") {
+                flags |= UInt32(MHD_USE_IPv6.rawValue)
+                return pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { address in
+                    address.pointee.sin6_family = sa_family_t(AF_INET6)
+                    address.pointee.sin6_port = port
+                    return inet_pton(AF_INET6, host, &address.pointee.sin6_addr) == 1
+                }
+            }
+            return pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { address in
+                address.pointee.sin_family = sa_family_t(AF_INET)
+                address.pointee.sin_port = port
+                return inet_pton(AF_INET, host, &address.pointee.sin_addr) == 1
+            }
+        }
+        guard ok else {
+            throw HTTPServerError(description: "listen address '\(host)' is not an IPv4 or IPv6 literal")
+        }
+    }
+
+    // MARK: Callbacks from the daemon's threads
+
+    func access(
+        connection: OpaquePointer,
+        method: UnsafePointer<CChar>,
+        upload: UnsafePointer<CChar>?,
+        uploadSize: UnsafeMutablePointer<Int>,
+        context: RequestContext
+    ) -> MHD_Result {
+        switch context.phase {
+        case .headers:
+            context.method = String(cString: method)
+            MHD_get_connection_values(
+                connection, .HEADER_KIND, headerCallback, Unmanaged.passUnretained(context).toOpaque())
+            if let length = context.headers["Content-Length"].flatMap(Int.init), length > configuration.maxBodyBytes {
+                context.bodyTooLarge = true
+            }
+            context.phase = .body
+            return .YES
+
+        case .body:
+            if uploadSize.pointee > 0 {
+                receive(upload, count: uploadSize.pointee, into: context)
+                uploadSize.pointee = 0
+                return .YES
+            }
+            if context.bodyTooLarge {
+                return queue(errorResponse(413, bodyTooLargeDetail), on: connection)
+            }
+            dispatch(context)
+            return .YES
+
+        case .handling:
+            let answer = suspended.withLock { _ in
+                let answer = context.answer
+                context.answer = nil
+                return answer
+            }
+            guard let answer else { return .YES }
+            return queue(answer, on: connection)
+        }
+    }
+
+    private var bodyTooLargeDetail: String {
+        "The request body is larger than \(configuration.maxBodyBytes) bytes; send a smaller body."
+    }
+
+    private func receive(_ upload: UnsafePointer<CChar>?, count: Int, into context: RequestContext) {
+        guard !context.bodyTooLarge, let upload else { return }
+        guard context.body.count + count <= configuration.maxBodyBytes else {
+            context.bodyTooLarge = true
+            context.body = []
+            return
+        }
+        upload.withMemoryRebound(to: UInt8.self, capacity: count) { bytes in
+            context.body.append(contentsOf: UnsafeBufferPointer(start: bytes, count: count))
+        }
+    }
+
+    /// Suspends the connection before the handler can finish, so the resume can never overtake the suspend.
+    private func dispatch(_ context: RequestContext) {
+        let (path, query) = HTTPRequest.splitTarget(context.target[...])
+        var address = [CChar](repeating: 0, count: 64)
+        pjg_mhd_client_address(context.connection, &address, address.count)
+        let remote = String(decoding: address.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let request = HTTPRequest(
+            method: context.method, path: path, query: query, headers: context.headers, body: context.body,
+            remoteAddress: remote)
+        context.body = []
+
+        context.phase = .handling
+        MHD_suspend_connection(context.connection)
+        suspended.withLock { $0.contexts[ObjectIdentifier(context)] = context }
+
+        let handler = self.handler
+        Task {
+            let answer = await handler.handle(request)
+            self.complete(context, with: answer)
+        }
+    }
+
+    private func complete(_ context: RequestContext, with answer: HTTPResponse) {
+        suspended.withLock { state in
+            guard !state.stopped, state.contexts.removeValue(forKey: ObjectIdentifier(context)) != nil else { return }
+            context.answer = answer
+            MHD_resume_connection(context.connection)
+        }
+    }
+
+    private func queue(_ response: HTTPResponse, on connection: OpaquePointer) -> MHD_Result {
+        let created = response.body.withUnsafeBytes { bytes in
+            MHD_create_response_from_buffer(
+                bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress), .RESPMEM_MUST_COPY)
+        }
+        guard let created else { return .NO }
+        defer { MHD_destroy_response(created) }
+
+        for field in response.headers {
+            MHD_add_response_header(created, field.name, field.value)
+        }
+        return MHD_queue_response(connection, UInt32(response.status), created)
+    }
+}
+
+private let uriLogCallback: pjg_uri_log_callback = { server, uri, connection in
+    guard let server, let connection else { return nil }
+    // Unmanaged: `ServerCore.start` retained the server for the daemon's lifetime.
+    Unmanaged<ServerCore>.fromOpaque(server).takeUnretainedValue().liveRequests.add(1, ordering: .relaxed)
+    let context = RequestContext(target: uri.map { String(cString: $0) } ?? "/", connection: connection)
+    // Unmanaged: the daemon holds this reference as the connection's context until `completedCallback` releases it.
+    return Unmanaged.passRetained(context).toOpaque()
+}
+
+private let completedCallback: MHD_RequestCompletedCallback = { server, _, contextSlot, _ in
+    guard let server, let contextSlot, let raw = contextSlot.pointee else { return }
+    // Unmanaged: `ServerCore.start` retained the server for the daemon's lifetime.
+    Unmanaged<ServerCore>.fromOpaque(server).takeUnretainedValue().liveRequests.subtract(1, ordering: .releasing)
+    Unmanaged<RequestContext>.fromOpaque(raw).release()
+    contextSlot.pointee = nil
+}
+
+private let accessCallback: MHD_AccessHandlerCallback = {
+    server, connection, _, method, _, upload, uploadSize, contextSlot in
+    guard let server, let connection, let method, let uploadSize, let raw = contextSlot?.pointee else {
+        return .NO
+    }
+    // Unmanaged: `ServerCore.start` retained the server for the daemon's lifetime; the context is the daemon's.
+    let core = Unmanaged<ServerCore>.fromOpaque(server).takeUnretainedValue()
+    let context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
+    return core.access(
+        connection: connection, method: method, upload: upload, uploadSize: uploadSize, context: context)
+}
+
+private let headerCallback: MHD_KeyValueIterator = { raw, _, name, value in
+    guard let raw, let name else { return .YES }
+    // Unmanaged: the context outlives this synchronous iteration, which runs inside `access`.
+    let context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
+    context.headers.add(String(cString: name), value.map { String(cString: $0) } ?? "")
+    return .YES
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import ProfileJobsGateway
+
+/// Answers with what it received, after an optional delay, so tests see what the server handed over.
+private final class EchoHandler: HTTPHandler {
+    let delay: Duration
+
+    init(delay: Duration = .zero) {
+        self.delay = delay
+    }
+    /// Handlers running right now, and the most seen at once.
+    let inFlight = Mutex((now: 0, most: 0))
+
+    func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        inFlight.withLock {
+            $0.now += 1; $0.most = max($0.most, $0.now)
+        }
+        defer { inFlight.withLock { $0.now -= 1 } }
+        if delay > .zero {
+            try? await Task.sleep(for: delay)
+        }
+        var text = "\(request.method) \(request.path)\n"
+        for (name, value) in request.query {
+            text += "q \(name)=\(value)\n"
+        }
+        text += "h x-test=\(request.headers["X-TEST"] ?? "-")\n"
+        text += "from \(request.remoteAddress)\n"
+        text += "body \(String(decoding: request.body, as: UTF8.self))"
+        return HTTPResponse(status: 201, headers: HTTPHeaders([("X-Echo", "yes")]), body: Array(text.utf8))
+    }
+}
+
+@Suite struct HTTPServerTests {
+    @Test func handsTheWholeRequestToTheHandlerAndReturnsItsAnswer() throws {
+        let server = HTTPServer(handler: EchoHandler())
+        let port = try server.start()
+        defer { server.stop() }
+
+        let response = try RawHTTPClient(port: port).send(
+            "POST", "/a%2Fb/c?x=1&y=hello%20world&z", headers: [("X-Test", "v")], body: Array("payload".utf8))
+
+        #expect(response.status == 201)
+        #expect(response.header("X-Echo") == "yes")
+        #expect(
+            response.text
+                == "POST /a%2Fb/c\nq x=1\nq y=hello world\nq z=\nh x-test=v\nfrom 127.0.0.1\nbody payload")
+    }
+
+    @Test func refusesAnOversizedBodyWithoutCallingTheHandler() throws {
+        var configuration = HTTPServerConfiguration()
+        configuration.maxBodyBytes = 10
+        let handler = EchoHandler()
+        let server = HTTPServer(configuration: configuration, handler: handler)
+        let port = try server.start()
+        defer { server.stop() }
+
+        let response = try RawHTTPClient(port: port).send("POST", "/", body: Array(repeating: 65, count: 100))
+
+        #expect(response.status == 413)
+        #expect(handler.inFlight.withLock { $0.most } == 0)
+    }
+
+    @Test func carriesManySlowRequestsAtOnceOnTwoThreads() async throws {
+        let handler = EchoHandler(delay: .milliseconds(300))
+        let server = HTTPServer(handler: handler)
+        let port = try server.start()
+        defer { server.stop() }
+
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<200 {
+                group.addTask {
+                    try await RawHTTPClient(port: port).sendOffPool("GET", "/slow/\(index)").status
+                }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+
+        #expect(statuses.count == 200)
+        #expect(statuses.allSatisfy { $0 == 201 })
+        // Two event-loop threads: without suspension at most two handlers could ever run at once.
+        #expect(handler.inFlight.withLock { $0.most } > 20)
+    }
+
+    @Test func stopAnswersSuspendedRequestsInsteadOfHanging() async throws {
+        let server = HTTPServer(handler: EchoHandler(delay: .seconds(30)))
+        let port = try server.start()
+
+        async let response = RawHTTPClient(port: port).sendOffPool("GET", "/never")
+        try await Task.sleep(for: .milliseconds(300))
+        server.stop()
+
+        #expect(try await response.status == 503)
+    }
+}
