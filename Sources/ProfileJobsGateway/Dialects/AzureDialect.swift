@@ -115,8 +115,8 @@ struct AzureMetrics: Decodable {
 
         init(from decoder: any Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
-            recordsProcessed = container.lenient(.recordsProcessed)?.number
-            timeTakenInSec = container.lenient(.timeTakenInSec)?.number
+            recordsProcessed = container.lenientNumber(.recordsProcessed)
+            timeTakenInSec = container.lenientNumber(.timeTakenInSec)
         }
 
         var metrics: JobMetrics? {
@@ -128,7 +128,7 @@ struct AzureMetrics: Decodable {
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if let text = try? container.decode(String.self) {
-            figures = (try? JSONDecoder().decode(Figures.self, from: Data(text.utf8)))?.metrics
+            figures = (try? UpstreamJSON.decoder.decode(Figures.self, from: Data(text.utf8)))?.metrics
         } else {
             figures = (try? container.decode(Figures.self))?.metrics
         }

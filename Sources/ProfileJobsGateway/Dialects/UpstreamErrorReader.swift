@@ -49,7 +49,7 @@ public enum UpstreamErrorReader {
             detail.message = htmlSummary(body)
             return detail
         case .object:
-            if let error = try? JSONDecoder().decode(ErrorBody.self, from: Data(body)) {
+            if let error = try? UpstreamJSON.decoder.decode(ErrorBody.self, from: Data(body)) {
                 detail.code = error.code
                 detail.message = error.message.flatMap { cleaned($0, limit: jsonMessageLimit) }
                 detail.requestId = error.requestId ?? detail.requestId

@@ -2,6 +2,9 @@ import FoundationEssentials
 
 /// The one place upstream bytes are decoded, so the parser behind every dialect can be swapped.
 enum UpstreamJSON {
+    /// One decoder for every body: it is Sendable and holds no per-call state, and making one costs time.
+    static let decoder = JSONDecoder()
+
     /// What a body starts with, which decides the list shape before any decoding.
     enum Opening: Equatable {
         case object
@@ -46,7 +49,7 @@ enum UpstreamJSON {
         }
 
         do {
-            return try JSONDecoder().decode(T.self, from: Data(body))
+            return try decoder.decode(T.self, from: Data(body))
         } catch let error as DecodingError {
             throw MalformedUpstreamBody(reason: reason(for: error))
         } catch {
@@ -107,10 +110,19 @@ struct LenientScalar: Decodable, Sendable {
     var integer: Int? {
         Int(text)
     }
+}
 
-    /// The value as a number, when it is one.
-    var number: Double? {
-        Double(text)
+/// A figure some upstreams send as a number and others as a numeric string; anything else reads as nil.
+struct LenientNumber: Decodable, Sendable {
+    var value: Double?
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let number = try? container.decode(Double.self) {
+            value = number
+        } else {
+            value = (try? container.decode(String.self)).flatMap { Double($0) }
+        }
     }
 }
 
@@ -118,5 +130,10 @@ extension KeyedDecodingContainer {
     /// Reads a field that may be a string or a number; any other type counts as absent.
     func lenient(_ key: Key) -> LenientScalar? {
         (try? decodeIfPresent(LenientScalar.self, forKey: key)) ?? nil
+    }
+
+    /// Reads a figure that may be a number or a numeric string; any other type counts as absent.
+    func lenientNumber(_ key: Key) -> Double? {
+        ((try? decodeIfPresent(LenientNumber.self, forKey: key)) ?? nil)?.value
     }
 }
