@@ -174,11 +174,23 @@ struct UpstreamErrorReaderTests {
         #expect(detail.message == "No.")
     }
 
-    @Test func errorsEntryUnderTheStatusKeyIsPreferred() {
-        let body =
-            #"{"status": 409, "errors": {"400": [{"code": "a", "message": "A"}], "409": [{"code": "b", "message": "B"}]}}"#
+    @Test func errorsEntryUnderTheAnsweredStatusIsPreferred() {
+        let body = #"{"errors": {"400": [{"code": "a"}], "409": [{"code": "b"}], "500": [{"code": "c"}]}}"#
 
         #expect(read(409, body).code == "b")
+    }
+
+    @Test func errorsEntryUnderTheBodysStatusComesNext() {
+        let body = #"{"status": 500, "errors": {"400": [{"code": "a"}], "500": [{"code": "c"}]}}"#
+
+        #expect(read(502, body).code == "c")
+    }
+
+    @Test func errorsEntryUnderTheLowestKeyIsTheLastResort() {
+        let body = #"{"errors": {"500": [{"code": "c"}], "400": [{"code": "a", "message": "A"}]}}"#
+
+        #expect(read(502, body).code == "a")
+        #expect(read(502, body).message == "A")
     }
 
     @Test func errorsAsAnArrayAreReadToo() {

@@ -1,6 +1,8 @@
 /// The Sandbox Management API's answer to GET /data/foundation/sandbox-management/sandboxes/{name}.
 public enum SandboxManagementDialect {
     /// name and id as the body gives them; id is nil for user tokens (the API hides it from them).
+    ///
+    /// A body without a name is malformed: whatever it describes, it cannot be shown to be the sandbox asked for.
     public static func readSandbox(_ body: [UInt8]) throws(MalformedUpstreamBody) -> SandboxRef {
         guard UpstreamJSON.opening(of: body) != .array else {
             throw MalformedUpstreamBody(reason: "expected a sandbox object, got an array")

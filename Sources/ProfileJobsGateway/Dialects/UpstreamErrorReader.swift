@@ -50,8 +50,8 @@ public enum UpstreamErrorReader {
             return detail
         case .object:
             if let error = try? UpstreamJSON.decoder.decode(ErrorBody.self, from: Data(body)) {
-                detail.code = error.code
-                detail.message = error.message.flatMap { cleaned($0, limit: jsonMessageLimit) }
+                detail.code = error.code(status: status)
+                detail.message = error.message(status: status).flatMap { cleaned($0, limit: jsonMessageLimit) }
                 detail.requestId = error.requestId ?? detail.requestId
                 detail.type = error.type
                 return detail
@@ -159,10 +159,18 @@ public enum UpstreamErrorReader {
 struct ErrorBody: Decodable {
     var requestId: String?
     var type: String?
-    var code: String?
-    var message: String?
+    /// `status` or `statusCode` as the body states it, which may differ from the HTTP status.
+    var bodyStatus: String?
+    /// Azure's `{"errors": {"400": [...]}}`.
+    var entriesByStatus: [String: [Entry]]?
+    /// `{"errors": [...]}`, as other Adobe services write it.
+    var entries: [Entry]?
+    /// `error-code`, `error_code` or `code`, whichever spelling the service used.
+    var namedCode: String?
+    /// `error-message`, `message`, `detail` or `title`, in that preference.
+    var namedMessage: String?
 
-    private struct Key: CodingKey {
+    struct Key: CodingKey {
         var stringValue: String
         var intValue: Int? { nil }
 
@@ -180,7 +188,7 @@ struct ErrorBody: Decodable {
     }
 
     /// One entry of Azure's `{"errors": {"400": [{"code", "message"}]}}`.
-    private struct Entry: Decodable {
+    struct Entry: Decodable {
         var code: String?
         var message: String?
 
@@ -197,22 +205,32 @@ struct ErrorBody: Decodable {
             nonEmpty(container.lenient(Key(name))?.text)
         }
 
-        let entry = Self.firstEntry(in: container, status: text("status") ?? text("statusCode"))
         requestId = text("requestId")
         type = text("type")
+        bodyStatus = text("status") ?? text("statusCode")
+        entriesByStatus = (try? container.decodeIfPresent([String: [Entry]].self, forKey: Key("errors"))) ?? nil
+        entries = (try? container.decodeIfPresent([Entry].self, forKey: Key("errors"))) ?? nil
 
-        code = entry?.code ?? text("error-code") ?? text("error_code") ?? text("code") ?? type.flatMap(Self.problemCode)
-
-        message = entry?.message ?? text("error-message") ?? text("message") ?? text("detail") ?? text("title")
+        namedCode = text("error-code") ?? text("error_code") ?? text("code")
+        namedMessage = text("error-message") ?? text("message") ?? text("detail") ?? text("title")
     }
 
-    /// The entry under the status's own key when there is one, else under the lowest key.
-    private static func firstEntry(in container: KeyedDecodingContainer<Key>, status: String?) -> Entry? {
-        if let byStatus = try? container.decodeIfPresent([String: [Entry]].self, forKey: Key("errors")) {
-            let key = status.flatMap { byStatus[$0] == nil ? nil : $0 } ?? byStatus.keys.min()
-            return key.flatMap { byStatus[$0]?.first }
+    /// Azure's nested entry wins, then the spelled-out fields, then the code inside a problem type.
+    func code(status: Int) -> String? {
+        entry(status: status)?.code ?? namedCode ?? type.flatMap(Self.problemCode)
+    }
+
+    func message(status: Int) -> String? {
+        entry(status: status)?.message ?? namedMessage
+    }
+
+    /// The first entry under the answered status's key, else the body's own status, else the lowest key.
+    private func entry(status: Int) -> Entry? {
+        if let entriesByStatus {
+            let key = [String(status), bodyStatus].lazy.compactMap { $0 }.first { entriesByStatus[$0] != nil }
+            return (key ?? entriesByStatus.keys.min()).flatMap { entriesByStatus[$0]?.first }
         }
-        return (try? container.decodeIfPresent([Entry].self, forKey: Key("errors")))??.first
+        return entries?.first
     }
 
     /// `UPAPI-036002-422` from `https://ns.adobe.com/aep/errors/UPAPI-036002-422`; nil for descriptive types.
@@ -220,7 +238,7 @@ struct ErrorBody: Decodable {
         guard let segment = type.split(separator: "/").last else { return nil }
         let parts = segment.split(separator: "-", omittingEmptySubsequences: false)
 
-        guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy({ $0.isASCII && ($0.isUppercase) }),
+        guard parts.count == 3, !parts[0].isEmpty, parts[0].allSatisfy({ $0.isASCII && $0.isUppercase }),
             parts.dropFirst().allSatisfy({ !$0.isEmpty && $0.allSatisfy { $0.isASCII && $0.isNumber } })
         else { return nil }
 
