@@ -56,12 +56,13 @@ public final class CurlTransport: UpstreamTransport {
         shutdown()
     }
 
+    /// Suspends until the loop thread delivers the answer or the failure.
     public func send(_ request: UpstreamRequest) async throws(UpstreamFailure) -> UpstreamResponse {
+        let maxResponseBytes = loop.configuration.maxResponseBytes
+
+        // TODO: cancelling the calling task does not abort its transfer yet; the request's total timeout bounds it.
         let result = await withCheckedContinuation { continuation in
-            loop.submit(
-                Transfer(
-                    request: request, maxResponseBytes: loop.configuration.maxResponseBytes, continuation: continuation)
-            )
+            loop.submit(Transfer(request: request, maxResponseBytes: maxResponseBytes, continuation: continuation))
         }
         return try result.get()
     }
@@ -180,19 +181,19 @@ private final class CurlEventLoop: Sendable {
         var active: [ObjectIdentifier: Transfer] = [:]
 
         while true {
-            let (started, isStopping) = submissions.withLock { submissions in
+            let (submitted, isStopping) = submissions.withLock { submissions in
                 defer { submissions.queue = [] }
                 return (submissions.queue, submissions.isStopping)
             }
             if isStopping {
-                for transfer in started {
+                for transfer in submitted {
                     transfer.finish(.failure(.unreachable("the upstream transport shut down before the call was sent")))
                 }
                 abandon(&active, .brokenResponse("the upstream transport shut down before the answer arrived"))
                 return
             }
 
-            for transfer in started {
+            for transfer in submitted {
                 start(transfer, in: &active)
             }
 
@@ -205,6 +206,9 @@ private final class CurlEventLoop: Sendable {
                 try check(curl_multi_poll(multi.raw, nil, 0, 1000, nil), "waiting for upstream sockets")
             } catch {
                 abandon(&active, .brokenResponse("the upstream event loop failed: \(error.message)"))
+
+                // A multi handle that keeps failing would otherwise turn this loop into a busy spin.
+                usleep(10_000)
             }
         }
     }
@@ -236,6 +240,7 @@ private final class CurlEventLoop: Sendable {
             guard message.pointee.msg == CURLMSG_DONE, let raw = message.pointee.easy_handle else { continue }
 
             let easy = EasyHandle(raw: raw)
+            // Reading PRIVATE cannot fail for a handle libcurl has just reported on.
             guard let context = try? easy.pointerInfo(CURLINFO_PRIVATE) else { continue }
 
             // Unmanaged: `active` holds the transfer until this function removes it below.
@@ -270,7 +275,7 @@ private final class CurlEventLoop: Sendable {
 // MARK: - Transfer
 
 /// One call's state while libcurl works on it; libcurl's callbacks reach it through a context pointer.
-// @unchecked Sendable: after `submit` hands it over through the mutex, only the loop thread touches its mutable state.
+// @unchecked Sendable: one thread at a time owns it, handed over only through the mutex-protected submission queue.
 private final class Transfer: @unchecked Sendable {
     typealias Continuation = CheckedContinuation<Result<UpstreamResponse, UpstreamFailure>, Never>
 
@@ -360,6 +365,15 @@ private final class Transfer: @unchecked Sendable {
     }
 
     private func configureHeaders(_ easy: EasyHandle) throws(CurlError) {
+        // A line break would let a header smuggle in headers of its own; the value stays out of the message.
+        for (name, value) in request.headers where breaksHeaderLine(name) || breaksHeaderLine(value) {
+            throw CurlError(
+                message: breaksHeaderLine(name)
+                    ? "a request header name contains a line break"
+                    : "the value of request header \(name) contains a line break"
+            )
+        }
+
         var list: UnsafeMutablePointer<curl_slist>? = nil
         for (name, value) in request.headers {
             list = try append("\(name): \(value)", to: list)
@@ -478,6 +492,11 @@ private func receiveHeaderLine(
     return size * count
 }
 
+/// CR, LF or NUL would end or cut short the header line libcurl sends.
+private func breaksHeaderLine(_ text: String) -> Bool {
+    text.utf8.contains { $0 == UInt8(ascii: "\r") || $0 == UInt8(ascii: "\n") || $0 == 0 }
+}
+
 /// Header text without surrounding spaces and tabs.
 private func trimmed(_ bytes: Slice<UnsafeRawBufferPointer>) -> String {
     let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
@@ -486,7 +505,7 @@ private func trimmed(_ bytes: Slice<UnsafeRawBufferPointer>) -> String {
     return String(decoding: bytes[start...end], as: UTF8.self)
 }
 
-/// libcurl treats a timeout of 0 as "none", so every finite or infinite limit becomes at least one millisecond.
+/// libcurl reads a timeout of 0 as "no limit", so every limit becomes at least one millisecond and at most a day.
 private func milliseconds(_ seconds: Double) -> Int {
     let limit = 24.0 * 3600 * 1000
     guard seconds.isFinite else { return Int(limit) }
