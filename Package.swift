@@ -34,6 +34,7 @@ let package = Package(
         .testTarget(
             name: "ProfileJobsGatewayTests",
             dependencies: ["ProfileJobsGateway", "UpstreamSimulators"],
+            exclude: ["Support/upstream_test_server.py"],
             resources: [.copy("Fixtures")]
         ),
     ],

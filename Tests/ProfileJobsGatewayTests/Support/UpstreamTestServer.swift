@@ -1,0 +1,100 @@
+import Foundation
+import Synchronization
+
+/// The Python upstream in `upstream_test_server.py`, started for one test on a free loopback port.
+final class UpstreamTestServer {
+    struct StartupFailed: Error, CustomStringConvertible {
+        var description: String
+    }
+
+    let port: Int
+    private let process: Process
+    /// Closing it tells the script to exit, even if this process dies without running `deinit`.
+    private let lifeline = Pipe()
+
+    init() throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("upstream_test_server.py")
+        let output = Pipe()
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script.path]
+        process.standardInput = lifeline
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+
+        // The script prints its port once it listens; end of file means it died first.
+        var line: [UInt8] = []
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = output.fileHandleForReading.availableData
+            guard !chunk.isEmpty else {
+                throw StartupFailed(description: "the test upstream exited before reporting its port")
+            }
+            line += chunk
+        }
+
+        let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard let port = Int(text) else {
+            kill(process.processIdentifier, SIGKILL)
+            throw StartupFailed(description: "the test upstream printed \(text) instead of a port")
+        }
+        self.port = port
+    }
+
+    deinit {
+        try? lifeline.fileHandleForWriting.close()
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    func url(_ path: String) -> String {
+        "http://127.0.0.1:\(port)\(path)"
+    }
+}
+
+/// A test that ran past its deadline.
+struct DeadlineExceeded: Error, CustomStringConvertible {
+    var seconds: Double
+
+    var description: String { "no result within \(seconds) seconds" }
+}
+
+/// Runs `body`, throwing `DeadlineExceeded` after `seconds` even when `body` never returns, so a hang fails the test.
+func withDeadline<T: Sendable>(
+    _ seconds: Double,
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let result = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>, Never>) in
+        let waiter = DeadlineWaiter(continuation)
+        let timer = Task {
+            try await Task.sleep(for: .seconds(seconds))
+            waiter.resume(.failure(DeadlineExceeded(seconds: seconds)))
+        }
+        Task {
+            do {
+                waiter.resume(.success(try await body()))
+            } catch {
+                waiter.resume(.failure(error))
+            }
+            timer.cancel()
+        }
+    }
+    return try result.get()
+}
+
+/// Resumes the deadline's continuation with whichever comes first, the result or the timeout.
+private final class DeadlineWaiter<T: Sendable>: Sendable {
+    private let continuation: Mutex<CheckedContinuation<Result<T, any Error>, Never>?>
+
+    init(_ continuation: CheckedContinuation<Result<T, any Error>, Never>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    func resume(_ result: Result<T, any Error>) {
+        continuation.withLock { continuation in
+            continuation?.resume(returning: result)
+            continuation = nil
+        }
+    }
+}
