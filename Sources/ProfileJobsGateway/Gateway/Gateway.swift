@@ -1,0 +1,434 @@
+import FoundationEssentials
+
+/// The unified system-jobs API: routes each call to the organization's cloud, speaks that cloud's dialect upstream,
+/// and answers in the canonical schema.
+public final class Gateway: HTTPHandler {
+    private let configuration: GatewayConfiguration
+    private let transport: any UpstreamTransport
+    private let logger: Logger
+    public let sandboxes: SandboxResolver
+
+    public init(configuration: GatewayConfiguration, transport: any UpstreamTransport, logger: Logger) {
+        self.configuration = configuration
+        self.transport = transport
+        self.logger = logger
+        self.sandboxes = SandboxResolver(transport: transport, configuration: configuration)
+    }
+
+    public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        let started = ContinuousClock.now
+        let requestId = Self.requestId(from: request.headers)
+
+        var response: HTTPResponse
+        do {
+            response = try await route(request, requestId: requestId)
+        } catch {
+            response = Self.problemResponse(error, requestId: requestId)
+        }
+        response.headers.set("x-request-id", requestId)
+
+        logger.info(
+            "request",
+            [
+                ("http.method", .string(request.method)), ("http.path", .string(request.path)),
+                ("http.status", .int(response.status)), ("org", .string(request.headers["x-gw-ims-org-id"] ?? "")),
+                ("request.id", .string(requestId)),
+                ("duration.seconds", .double((ContinuousClock.now - started).seconds)),
+            ])
+        return response
+    }
+
+    /// The answer for any failure, in the one problem format.
+    public static func problemResponse(_ error: GatewayError, requestId: String) -> HTTPResponse {
+        let problem = error.problem
+        var writer = JSONWriter()
+        writer.beginObject()
+        writer.field("type", problem.type)
+        writer.field("title", problem.title)
+        writer.field("status", problem.status)
+        writer.field("detail", problem.detail)
+        writer.field("requestId", requestId)
+        if let upstream = problem.upstream {
+            writer.key("upstream")
+            writer.beginObject()
+            writer.field("status", upstream.status)
+            writer.field("code", upstream.code)
+            writer.field("message", upstream.message)
+            writer.field("requestId", upstream.requestId)
+            writer.field("type", upstream.type)
+            writer.endObject()
+        }
+        writer.endObject()
+
+        var response = HTTPResponse.json(problem.status, writer.bytes, contentType: "application/problem+json")
+        for (name, value) in problem.headers {
+            response.headers.add(name, value)
+        }
+        return response
+    }
+
+    // MARK: Routing
+
+    private static let collection = "/v1/system/jobs"
+
+    private func route(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
+        if request.path == Self.collection {
+            switch request.method {
+            case "GET": return try await listJobs(request, requestId: requestId)
+            case "POST": return try await createJob(request, requestId: requestId)
+            default: throw .methodNotAllowed(method: request.method, allowed: ["GET", "POST"])
+            }
+        }
+
+        guard request.path.hasPrefix(Self.collection + "/") else {
+            throw .routeNotFound(path: String(request.path.prefix(200)))
+        }
+        let id = String(request.path.dropFirst(Self.collection.count + 1))
+        switch request.method {
+        case "GET": return try await getJob(id, request, requestId: requestId)
+        case "DELETE": return try await removeJob(id, request, requestId: requestId)
+        default: throw .methodNotAllowed(method: request.method, allowed: ["GET", "DELETE"])
+        }
+    }
+
+    // MARK: Operations
+
+    private func listJobs(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
+        let position = try Self.listPosition(request)
+        let call = try await prepareCall(request, requestId: requestId)
+
+        let page: (jobs: [SystemJob], next: ListCursor?, total: Int?)
+        switch call.route.cloud {
+        case .azure: page = try await listAzure(call, at: position)
+        case .aws: page = try await listAWS(call, at: position)
+        }
+
+        let jobs = page.jobs.map { call.complete($0) }
+        let body = CanonicalJSON.list(jobs, limit: position.limit, next: page.next?.encoded, total: page.total)
+        return .json(200, body)
+    }
+
+    private func createJob(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
+        let deleteRequest = try Self.readDeleteRequest(request)
+        let call = try await prepareCall(request, requestId: requestId)
+        if case .batch(nil, _) = deleteRequest, call.route.cloud == .aws {
+            throw .batchNeedsDataset(orgId: call.route.orgId)
+        }
+
+        let body = call.route.cloud.dialect.writeCreateBody(deleteRequest)
+        let response = try await send(call, method: "POST", path: "", body: body)
+        let job = call.complete(try readJob(response, call))
+
+        var answer = HTTPResponse.json(201, CanonicalJSON.job(job))
+        answer.headers.add("Location", Self.collection + "/" + job.id)
+        return answer
+    }
+
+    private func getJob(_ id: String, _ request: HTTPRequest, requestId: String) async throws(GatewayError)
+        -> HTTPResponse
+    {
+        try Self.checkId(id, field: "job id")
+        let call = try await prepareCall(request, requestId: requestId)
+
+        let response = try await send(call, method: "GET", path: "/" + id)
+        return .json(200, CanonicalJSON.job(call.complete(try readJob(response, call))))
+    }
+
+    private func removeJob(_ id: String, _ request: HTTPRequest, requestId: String) async throws(GatewayError)
+        -> HTTPResponse
+    {
+        try Self.checkId(id, field: "job id")
+        let organization = try Self.organization(request, in: configuration)
+        if organization.cloud == .aws {
+            throw .removalNotSupported(orgId: organization.orgId, jobId: id)
+        }
+        let call = try await prepareCall(request, requestId: requestId)
+
+        _ = try await send(call, method: "DELETE", path: "/" + id)
+        return HTTPResponse(status: 204)
+    }
+
+    // MARK: Lists
+
+    /// Azure pages by offset natively: one upstream call per page.
+    private func listAzure(
+        _ call: UpstreamCall,
+        at position: ListCursor
+    ) async throws(GatewayError) -> (jobs: [SystemJob], next: ListCursor?, total: Int?) {
+        let query = "?start=\(position.offset)&limit=\(position.limit)"
+        let page = try readList(try await send(call, method: "GET", path: query), call)
+
+        let more = !(page.next ?? "").isEmpty && !page.jobs.isEmpty
+        let next = more ? ListCursor(offset: position.offset + page.jobs.count, limit: position.limit) : nil
+        return (page.jobs, next, page.total)
+    }
+
+    /// AWS answers either a bare array (no paging, order undocumented) or numbered pages; the gateway pages the
+    /// array itself, newest first, and trusts `totalCount` rather than `next`, which the platform sets even on the
+    /// last page.
+    private func listAWS(
+        _ call: UpstreamCall,
+        at position: ListCursor
+    ) async throws(GatewayError) -> (jobs: [SystemJob], next: ListCursor?, total: Int?) {
+        let pageNumber = position.offset / position.limit
+        let query = "?start=\(pageNumber)&limit=\(position.limit)"
+        let page = try readList(try await send(call, method: "GET", path: query), call)
+
+        switch page.shape {
+        case .awsArray:
+            // TODO: the older AWS dialect returns at most 100 jobs; tell callers when the window may be incomplete.
+            let sorted = page.jobs.sorted(by: SystemJob.newestFirst)
+            let window = sorted.dropFirst(position.offset).prefix(position.limit)
+            let end = position.offset + window.count
+            let next = end < sorted.count ? ListCursor(offset: end, limit: position.limit) : nil
+            return (Array(window), next, sorted.count)
+
+        case .awsPaged, .azurePaged:
+            if let start = page.start, start != pageNumber {
+                throw .upstreamMalformed(
+                    cloud: call.route.cloud, reason: "asked for list page \(pageNumber), the answer is page \(start)")
+            }
+            let end = position.offset + page.jobs.count
+            let more = page.total.map { end < $0 } ?? (page.jobs.count == position.limit)
+            let next = more && !page.jobs.isEmpty ? ListCursor(offset: end, limit: position.limit) : nil
+            return (page.jobs, next, page.total)
+        }
+    }
+
+    private static func listPosition(_ request: HTTPRequest) throws(GatewayError) -> ListCursor {
+        var limit = GatewayLimits.defaultPageSize
+        if let text = request.queryValue("limit") {
+            guard let value = Int(text), GatewayLimits.pageSizes.contains(value) else {
+                throw .invalidQuery(parameter: "limit", reason: "must be a whole number from 1 to 100")
+            }
+            limit = value
+        }
+
+        guard let text = request.queryValue("cursor") else {
+            return ListCursor(offset: 0, limit: limit)
+        }
+        guard let cursor = ListCursor(encoded: text) else {
+            throw .invalidQuery(
+                parameter: "cursor", reason: "is not a cursor this gateway handed out; use page.next from a list answer"
+            )
+        }
+        return cursor
+    }
+
+    // MARK: Reading the caller
+
+    /// Accepts a caller's well-formed request id so logs on both sides match; otherwise makes one.
+    static func requestId(from headers: HTTPHeaders) -> String {
+        if let given = headers["x-request-id"], !given.isEmpty, given.utf8.count <= 128,
+            given.utf8.allSatisfy({ isIdByte($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: ":") })
+        {
+            return given
+        }
+        return UUID().uuidString.lowercased()
+    }
+
+    static func checkId(_ value: String, field: String) throws(GatewayError) {
+        guard !value.isEmpty, value.utf8.count <= GatewayLimits.maxIdLength, value.utf8.allSatisfy(isIdByte) else {
+            throw .invalidId(field: field, value: value)
+        }
+    }
+
+    private static func isIdByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
+            true
+        default:
+            false
+        }
+    }
+
+    private static func organization(
+        _ request: HTTPRequest,
+        in configuration: GatewayConfiguration
+    ) throws(GatewayError) -> OrganizationRoute {
+        for name in ["Authorization", "x-api-key", "x-gw-ims-org-id"] where (request.headers[name] ?? "").isEmpty {
+            throw .missingHeader(name)
+        }
+        let orgId = request.headers["x-gw-ims-org-id"] ?? ""
+        guard let route = configuration.organizations[orgId] else {
+            throw .unknownOrganization(String(orgId.prefix(200)))
+        }
+        return route
+    }
+
+    /// Reads `{"datasetId"}`, `{"dataSetId"}`, `{"datasetId", "batchId"}` or `{"batchId"}`, and nothing else:
+    /// a deletion must never be guessed at.
+    static func readDeleteRequest(_ request: HTTPRequest) throws(GatewayError) -> DeleteRequest {
+        let contentType = request.headers["Content-Type"]
+        let mediaType = contentType?.split(separator: ";").first.map { String($0.filter { $0 != " " && $0 != "\t" }) }
+        guard let mediaType, mediaType.lowercased() == "application/json" else {
+            throw .unsupportedMediaType(contentType)
+        }
+        guard !request.body.isEmpty else {
+            throw .invalidBody("The body is empty")
+        }
+        guard let document = JSONValue.parse(request.body) else {
+            throw .invalidBody("The body is not valid JSON")
+        }
+        guard case .object(let fields) = document else {
+            throw .invalidBody("The body must be a JSON object, found \(document.kind)")
+        }
+
+        var strings: [String: String] = [:]
+        for key in fields.keys.sorted() {
+            guard ["datasetId", "dataSetId", "batchId"].contains(key) else {
+                throw .invalidBody("Unknown field '\(key.prefix(64))'")
+            }
+            guard case .string(let value) = fields[key] else {
+                throw .invalidBody("Field '\(key)' must be a string, found \(fields[key]?.kind ?? "nothing")")
+            }
+            try checkId(value, field: key)
+            strings[key] = value
+        }
+
+        if let lower = strings["datasetId"], let upper = strings["dataSetId"], lower != upper {
+            throw .invalidBody("'datasetId' and 'dataSetId' name different datasets")
+        }
+        let datasetId = strings["datasetId"] ?? strings["dataSetId"]
+        switch (datasetId, strings["batchId"]) {
+        case (let dataset?, nil): return .dataset(datasetId: dataset)
+        case (let dataset, let batch?): return .batch(datasetId: dataset, batchId: batch)
+        case (nil, nil): throw .invalidBody("Name a datasetId, or a datasetId and a batchId")
+        }
+    }
+
+    // MARK: Upstream calls
+
+    /// One caller's call, resolved to its organization, cloud and sandbox.
+    private struct UpstreamCall {
+        var route: OrganizationRoute
+        var sandbox: SandboxRef
+        var headers: HTTPHeaders
+
+        /// Fills in what the upstream leaves out but the call itself established (the sandbox, on Azure).
+        func complete(_ job: SystemJob) -> SystemJob {
+            var job = job
+            job.sandbox.name = job.sandbox.name ?? sandbox.name
+            job.sandbox.id = job.sandbox.id ?? sandbox.id
+            return job
+        }
+    }
+
+    private func prepareCall(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> UpstreamCall {
+        let route = try Self.organization(request, in: configuration)
+
+        var headers = HTTPHeaders()
+        for name in ["Authorization", "x-api-key", "x-gw-ims-org-id", "traceparent", "tracestate"] {
+            if let value = request.headers[name] {
+                headers.add(name, value)
+            }
+        }
+        headers.add("x-request-id", requestId)
+
+        let sandbox = try await resolveSandbox(request, route: route, caller: headers)
+        switch route.cloud {
+        case .azure: headers.add("x-sandbox-name", sandbox.name ?? route.defaultSandbox)
+        case .aws: headers.add("x-sandbox-id", sandbox.id ?? "")
+        }
+        headers.add("Accept", "application/json")
+        return UpstreamCall(route: route, sandbox: sandbox, headers: headers)
+    }
+
+    /// Azure wants the sandbox's name, AWS its id: whichever the caller sent, the other is found from the map or,
+    /// for AWS, the Sandbox Management API.
+    private func resolveSandbox(
+        _ request: HTTPRequest,
+        route: OrganizationRoute,
+        caller: HTTPHeaders
+    ) async throws(GatewayError) -> SandboxRef {
+        let givenName = request.headers["x-sandbox-name"].flatMap { $0.isEmpty ? nil : $0 }
+        let givenId = request.headers["x-sandbox-id"].flatMap { $0.isEmpty ? nil : $0 }
+        if let givenName { try Self.checkSandbox(givenName, header: "x-sandbox-name") }
+        if let givenId { try Self.checkSandbox(givenId, header: "x-sandbox-id") }
+
+        if let givenId {
+            let knownName = route.sandboxes.first { $0.value == givenId }?.key
+            if route.cloud == .azure, givenName == nil, knownName == nil {
+                throw .invalidHeader(
+                    name: "x-sandbox-id",
+                    reason: "'\(givenId)' is not a sandbox the gateway knows for this Azure organization, and Azure "
+                        + "needs the sandbox's name: send x-sandbox-name instead")
+            }
+            return SandboxRef(name: givenName ?? knownName, id: givenId)
+        }
+
+        let name = givenName ?? route.defaultSandbox
+        switch route.cloud {
+        case .azure:
+            return SandboxRef(name: name, id: route.sandboxes[name])
+        case .aws:
+            let id = try await sandboxes.resolve(name, for: route, caller: SandboxResolver.Caller(headers: caller))
+            return SandboxRef(name: name, id: id)
+        }
+    }
+
+    private static func checkSandbox(_ value: String, header: String) throws(GatewayError) {
+        guard value.utf8.count <= GatewayLimits.maxIdLength, value.utf8.allSatisfy(isIdByte) else {
+            throw .invalidHeader(name: header, reason: "must be 1 to 128 letters, digits, '-' or '_'")
+        }
+    }
+
+    /// Sends to the organization's upstream; any non-2xx answer becomes the matching problem.
+    private func send(
+        _ call: UpstreamCall,
+        method: String,
+        path: String,
+        body: [UInt8]? = nil
+    ) async throws(GatewayError) -> UpstreamResponse {
+        var headers = call.headers
+        if body != nil {
+            headers.add("Content-Type", "application/json")
+        }
+        let request = UpstreamRequest(
+            method: method, url: call.route.baseURL + "/data/core/ups/system/jobs" + path, headers: headers, body: body,
+            connectTimeout: configuration.connectTimeoutSeconds, totalTimeout: configuration.upstreamTimeoutSeconds)
+
+        let response: UpstreamResponse
+        do {
+            response = try await transport.send(request)
+        } catch {
+            throw GatewayError(error, cloud: call.route.cloud)
+        }
+        guard (200..<300).contains(response.status) else {
+            throw GatewayError(upstreamStatus: response, cloud: call.route.cloud)
+        }
+        return response
+    }
+
+    private func readJob(_ response: UpstreamResponse, _ call: UpstreamCall) throws(GatewayError) -> SystemJob {
+        do {
+            return try call.route.cloud.dialect.readJob(response.body)
+        } catch {
+            throw .upstreamMalformed(cloud: call.route.cloud, reason: error.reason)
+        }
+    }
+
+    private func readList(_ response: UpstreamResponse, _ call: UpstreamCall) throws(GatewayError) -> UpstreamJobPage {
+        do {
+            return try call.route.cloud.dialect.readList(response.body)
+        } catch {
+            throw .upstreamMalformed(cloud: call.route.cloud, reason: error.reason)
+        }
+    }
+}
+
+extension SystemJob {
+    /// Newest first by creation time, ties broken by id, so that repeated calls slice the same order.
+    static func newestFirst(_ a: SystemJob, _ b: SystemJob) -> Bool {
+        let left = a.createdAt ?? ""
+        let right = b.createdAt ?? ""
+        return left != right ? left > right : a.id < b.id
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

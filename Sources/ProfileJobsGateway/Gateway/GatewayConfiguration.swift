@@ -1,0 +1,203 @@
+import FoundationEssentials
+
+/// Where one organization's calls go.
+public struct OrganizationRoute: Sendable, Equatable {
+    public var orgId: String
+    public var cloud: Cloud
+    /// Scheme, host and optional port of the platform (`https://platform.adobe.io`), no trailing slash.
+    public var baseURL: String
+    /// The sandbox used when a caller names none.
+    public var defaultSandbox: String
+    /// Sandbox names to ids, consulted before the Sandbox Management API.
+    public var sandboxes: [String: String]
+
+    public init(
+        orgId: String,
+        cloud: Cloud,
+        baseURL: String = "https://platform.adobe.io",
+        defaultSandbox: String = "prod",
+        sandboxes: [String: String] = [:]
+    ) {
+        self.orgId = orgId
+        self.cloud = cloud
+        self.baseURL = baseURL
+        self.defaultSandbox = defaultSandbox
+        self.sandboxes = sandboxes
+    }
+}
+
+/// Everything `serve` needs; every field has a default except the organizations.
+public struct GatewayConfiguration: Sendable, Equatable {
+    public var host = "127.0.0.1"
+    public var port: UInt16 = 8080
+    /// Seconds to establish an upstream connection, and for a whole upstream call.
+    public var connectTimeoutSeconds = 5.0
+    public var upstreamTimeoutSeconds = 30.0
+    /// PEM bundle of trusted CAs for upstream TLS; nil uses the system store.
+    public var caBundlePath: String?
+    /// How long a sandbox id from the Sandbox Management API is reused, and how long a failed lookup is remembered.
+    public var sandboxCacheSeconds = 3600.0
+    public var sandboxFailureCacheSeconds = 10.0
+    public var organizations: [String: OrganizationRoute] = [:]
+
+    public init(organizations: [OrganizationRoute] = []) {
+        for route in organizations {
+            self.organizations[route.orgId] = route
+        }
+    }
+}
+
+/// A configuration that cannot be used, with the path of the offending key (`organizations.x@AdobeOrg.cloud`).
+public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var key: String
+    public var problem: String
+
+    public var description: String {
+        key.isEmpty ? problem : "\(key): \(problem)"
+    }
+}
+
+extension GatewayConfiguration {
+    /// Reads the JSON configuration format documented in the README, refusing unknown keys and wrong types.
+    public static func parse(_ bytes: [UInt8]) throws(ConfigurationError) -> GatewayConfiguration {
+        guard let document = JSONValue.parse(bytes) else {
+            throw ConfigurationError(key: "", problem: "the file is not valid JSON")
+        }
+        let root = try ConfigObject(document, path: "")
+        try root.allowOnly(["listen", "upstream", "sandboxLookup", "organizations"])
+        var configuration = GatewayConfiguration()
+
+        if let listen = try root.object("listen") {
+            try listen.allowOnly(["host", "port"])
+            configuration.host = try listen.string("host") ?? configuration.host
+            if let port = try listen.integer("port", in: 1...65535) {
+                configuration.port = UInt16(port)
+            }
+        }
+
+        if let upstream = try root.object("upstream") {
+            try upstream.allowOnly(["connectTimeoutSeconds", "timeoutSeconds", "caBundle"])
+            configuration.connectTimeoutSeconds =
+                try upstream.positiveNumber("connectTimeoutSeconds") ?? configuration.connectTimeoutSeconds
+            configuration.upstreamTimeoutSeconds =
+                try upstream.positiveNumber("timeoutSeconds") ?? configuration.upstreamTimeoutSeconds
+            configuration.caBundlePath = try upstream.string("caBundle")
+        }
+
+        if let lookup = try root.object("sandboxLookup") {
+            try lookup.allowOnly(["cacheSeconds", "failureCacheSeconds"])
+            configuration.sandboxCacheSeconds =
+                try lookup.positiveNumber("cacheSeconds") ?? configuration.sandboxCacheSeconds
+            configuration.sandboxFailureCacheSeconds =
+                try lookup.positiveNumber("failureCacheSeconds") ?? configuration.sandboxFailureCacheSeconds
+        }
+
+        guard let organizations = try root.object("organizations"), !organizations.fields.isEmpty else {
+            throw ConfigurationError(key: "organizations", problem: "name at least one organization to route")
+        }
+        for orgId in organizations.fields.keys.sorted() {
+            configuration.organizations[orgId] = try parseRoute(orgId, try organizations.object(orgId)!)
+        }
+        return configuration
+    }
+
+    private static func parseRoute(_ orgId: String, _ object: ConfigObject) throws(ConfigurationError)
+        -> OrganizationRoute
+    {
+        try object.allowOnly(["cloud", "baseURL", "defaultSandbox", "sandboxes"])
+        guard let cloudName = try object.string("cloud") else {
+            throw ConfigurationError(key: object.path("cloud"), problem: "missing; say \"azure\" or \"aws\"")
+        }
+        guard let cloud = Cloud(rawValue: cloudName) else {
+            throw ConfigurationError(key: object.path("cloud"), problem: "'\(cloudName)' is not \"azure\" or \"aws\"")
+        }
+        var route = OrganizationRoute(orgId: orgId, cloud: cloud)
+
+        if let baseURL = try object.string("baseURL") {
+            let trimmed = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
+            guard trimmed.hasPrefix("https://") || trimmed.hasPrefix("http://"), !trimmed.contains("?"),
+                trimmed.split(separator: "/").count >= 2
+            else {
+                throw ConfigurationError(
+                    key: object.path("baseURL"),
+                    problem: "'\(baseURL)' is not an http(s) URL like https://platform.adobe.io")
+            }
+            route.baseURL = trimmed
+        }
+        route.defaultSandbox = try object.string("defaultSandbox") ?? route.defaultSandbox
+
+        if let sandboxes = try object.object("sandboxes") {
+            for name in sandboxes.fields.keys {
+                guard let id = try sandboxes.string(name), !id.isEmpty else {
+                    throw ConfigurationError(
+                        key: sandboxes.path(name), problem: "the sandbox id must be a non-empty string")
+                }
+                route.sandboxes[name] = id
+            }
+        }
+        return route
+    }
+}
+
+/// A JSON object of the configuration together with where it sits, so every error can name its key.
+private struct ConfigObject {
+    let fields: [String: JSONValue]
+    let prefix: String
+
+    init(_ value: JSONValue, path: String) throws(ConfigurationError) {
+        guard case .object(let fields) = value else {
+            throw ConfigurationError(key: path, problem: "must be an object, found \(value.kind)")
+        }
+        self.fields = fields
+        self.prefix = path
+    }
+
+    func path(_ key: String) -> String {
+        prefix.isEmpty ? key : "\(prefix).\(key)"
+    }
+
+    func allowOnly(_ keys: Set<String>) throws(ConfigurationError) {
+        for key in fields.keys.sorted() where !keys.contains(key) {
+            throw ConfigurationError(
+                key: path(key), problem: "unknown key; expected one of \(keys.sorted().joined(separator: ", "))")
+        }
+    }
+
+    func object(_ key: String) throws(ConfigurationError) -> ConfigObject? {
+        guard let value = fields[key], value != .null else { return nil }
+        return try ConfigObject(value, path: path(key))
+    }
+
+    func string(_ key: String) throws(ConfigurationError) -> String? {
+        switch fields[key] {
+        case nil, .null: return nil
+        case .string(let text): return text
+        case let other?: throw ConfigurationError(key: path(key), problem: "must be a string, found \(other.kind)")
+        }
+    }
+
+    func number(_ key: String) throws(ConfigurationError) -> Double? {
+        switch fields[key] {
+        case nil, .null: return nil
+        case .number(let value): return value
+        case let other?: throw ConfigurationError(key: path(key), problem: "must be a number, found \(other.kind)")
+        }
+    }
+
+    func positiveNumber(_ key: String) throws(ConfigurationError) -> Double? {
+        guard let value = try number(key) else { return nil }
+        guard value > 0, value.isFinite else {
+            throw ConfigurationError(key: path(key), problem: "must be greater than 0")
+        }
+        return value
+    }
+
+    func integer(_ key: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int? {
+        guard let value = try number(key) else { return nil }
+        guard value == value.rounded(), let whole = Int(exactly: value), range.contains(whole) else {
+            throw ConfigurationError(
+                key: path(key), problem: "must be a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return whole
+    }
+}

@@ -1,0 +1,208 @@
+/// Every failure a caller can see, so that each maps in exactly one place to an RFC 9457 problem.
+public enum GatewayError: Error, Sendable, Equatable {
+    case missingHeader(String)
+    case invalidHeader(name: String, reason: String)
+    case unknownOrganization(String)
+    case routeNotFound(path: String)
+    case methodNotAllowed(method: String, allowed: [String])
+    case unsupportedMediaType(String?)
+    case invalidBody(String)
+    case invalidId(field: String, value: String)
+    case invalidQuery(parameter: String, reason: String)
+    case batchNeedsDataset(orgId: String)
+    case removalNotSupported(orgId: String, jobId: String)
+    case sandboxIdUnavailable(orgId: String, sandbox: String)
+    case upstreamRefused(cloud: Cloud, UpstreamErrorDetail)
+    case upstreamFailed(cloud: Cloud, UpstreamErrorDetail)
+    case upstreamUnavailable(cloud: Cloud, UpstreamErrorDetail, retryAfter: String?)
+    case upstreamUnreachable(cloud: Cloud, reason: String)
+    case upstreamTimedOut(cloud: Cloud, reason: String)
+    case upstreamMalformed(cloud: Cloud, reason: String)
+    case bodyTooLarge(String)
+    case shuttingDown
+}
+
+/// The parts of a problem document, before the request id is added.
+public struct Problem: Sendable, Equatable {
+    /// A stable identifier per kind of problem; relative to the gateway, where `/problems/<slug>` names it.
+    public var type: String
+    public var title: String
+    public var status: Int
+    public var detail: String
+    public var upstream: UpstreamErrorDetail?
+    public var headers: [(String, String)] = []
+
+    public static func == (lhs: Problem, rhs: Problem) -> Bool {
+        lhs.type == rhs.type && lhs.status == rhs.status && lhs.detail == rhs.detail && lhs.upstream == rhs.upstream
+    }
+}
+
+extension Cloud {
+    /// How the README and problem details name the cloud.
+    public var displayName: String {
+        switch self {
+        case .azure: "Azure"
+        case .aws: "AWS"
+        }
+    }
+}
+
+extension GatewayError {
+    public var problem: Problem {
+        switch self {
+        case .missingHeader(let name):
+            return Problem(
+                type: "/problems/missing-header", title: "A required header is missing", status: 400,
+                detail: "Send the \(name) header; every call needs Authorization, x-api-key and x-gw-ims-org-id.")
+
+        case .invalidHeader(let name, let reason):
+            return Problem(
+                type: "/problems/invalid-header", title: "A header value is not acceptable", status: 400,
+                detail: "The \(name) header \(reason).")
+
+        case .unknownOrganization(let orgId):
+            return Problem(
+                type: "/problems/unknown-organization", title: "The organization is not routed by this gateway",
+                status: 403,
+                detail: "No route is configured for organization '\(orgId)'. Check the x-gw-ims-org-id header, or ask "
+                    + "the gateway's operators to add the organization to its configuration.")
+
+        case .routeNotFound(let path):
+            return Problem(
+                type: "/problems/not-found", title: "No such resource", status: 404,
+                detail: "Nothing is served at '\(path)'. The API is under /v1/system/jobs.")
+
+        case .methodNotAllowed(let method, let allowed):
+            return Problem(
+                type: "/problems/method-not-allowed", title: "Method not allowed", status: 405,
+                detail: "\(method) is not supported here; use \(allowed.joined(separator: " or ")).",
+                headers: [("Allow", allowed.joined(separator: ", "))])
+
+        case .unsupportedMediaType(let given):
+            return Problem(
+                type: "/problems/unsupported-media-type", title: "The request body must be JSON", status: 415,
+                detail:
+                    "Send the body with 'Content-Type: application/json' (got \(given.map { "'\($0)'" } ?? "none")).")
+
+        case .invalidBody(let reason):
+            return Problem(
+                type: "/problems/invalid-body", title: "The request body is not a valid delete request", status: 400,
+                detail: "\(reason). Send {\"datasetId\": \"<id>\"} to delete a dataset, or "
+                    + "{\"datasetId\": \"<id>\", \"batchId\": \"<id>\"} to delete a batch.")
+
+        case .invalidId(let field, let value):
+            return Problem(
+                type: "/problems/invalid-id", title: "An id is not well-formed", status: 400,
+                detail: "\(field) '\(value.prefix(80))' is not a valid id: use 1 to 128 letters, digits, '-' or '_'.")
+
+        case .invalidQuery(let parameter, let reason):
+            return Problem(
+                type: "/problems/invalid-query", title: "A query parameter is not acceptable", status: 400,
+                detail: "The query parameter '\(parameter)' \(reason).")
+
+        case .batchNeedsDataset(let orgId):
+            return Problem(
+                type: "/problems/batch-needs-dataset", title: "A batch delete needs its dataset on this cloud",
+                status: 400,
+                detail: "Organization '\(orgId)' is served by AWS, which needs the batch's dataset: send "
+                    + "{\"datasetId\": \"<id>\", \"batchId\": \"<id>\"}.")
+
+        case .removalNotSupported(let orgId, let jobId):
+            return Problem(
+                type: "/problems/operation-not-supported", title: "Removing a job is not supported on this cloud",
+                status: 501,
+                detail: "Organization '\(orgId)' is served by AWS, where a delete request cannot be removed; job "
+                    + "'\(jobId)' was left as it is. Wait for it to finish (GET /v1/system/jobs/\(jobId)), or ask "
+                    + "Adobe support to stop it.")
+
+        case .sandboxIdUnavailable(let orgId, let sandbox):
+            return Problem(
+                type: "/problems/sandbox-id-unavailable", title: "The sandbox's id could not be found", status: 400,
+                detail: "Organization '\(orgId)' is served by AWS, which needs the id of sandbox '\(sandbox)', and the "
+                    + "Sandbox Management API did not give it to these credentials (user tokens do not see ids). "
+                    + "Send the x-sandbox-id header, call with service (technical account) credentials, or ask the "
+                    + "gateway's operators to add the sandbox to the organization's \"sandboxes\" map.")
+
+        case .upstreamRefused(let cloud, let detail):
+            return Problem(
+                type: "/problems/upstream-refused", title: "The \(cloud.displayName) platform refused the request",
+                status: detail.status, detail: Self.refusalAdvice(cloud, detail), upstream: detail)
+
+        case .upstreamFailed(let cloud, let detail):
+            return Problem(
+                type: "/problems/upstream-error", title: "The \(cloud.displayName) platform failed", status: 502,
+                detail: "The \(cloud.displayName) platform answered HTTP \(detail.status)"
+                    + Self.quoted(detail.message) + ". Retry later; if it persists, report the upstream request id.",
+                upstream: detail)
+
+        case .upstreamUnavailable(let cloud, let detail, let retryAfter):
+            return Problem(
+                type: "/problems/upstream-unavailable", title: "The \(cloud.displayName) platform is unavailable",
+                status: 503,
+                detail: "The \(cloud.displayName) platform answered 503" + Self.quoted(detail.message)
+                    + ". Retry after \(retryAfter.map { "\($0) seconds" } ?? "a while").",
+                upstream: detail, headers: retryAfter.map { [("Retry-After", $0)] } ?? [])
+
+        case .upstreamUnreachable(let cloud, let reason):
+            return Problem(
+                type: "/problems/upstream-unreachable", title: "The \(cloud.displayName) platform cannot be reached",
+                status: 502,
+                detail: "The gateway could not reach the \(cloud.displayName) platform (\(reason)). Retry later; if "
+                    + "it persists, the gateway's upstream configuration or network needs attention.")
+
+        case .upstreamTimedOut(let cloud, let reason):
+            return Problem(
+                type: "/problems/upstream-timeout", title: "The \(cloud.displayName) platform did not answer in time",
+                status: 504,
+                detail: "The \(cloud.displayName) platform did not answer in time (\(reason)). A lookup can be "
+                    + "retried; before retrying a create, list the jobs to see whether it was made.")
+
+        case .upstreamMalformed(let cloud, let reason):
+            return Problem(
+                type: "/problems/upstream-malformed", title: "The \(cloud.displayName) platform's answer is unreadable",
+                status: 502,
+                detail: "The \(cloud.displayName) platform answered with a body the gateway cannot read (\(reason)). "
+                    + "Retry later; if it persists, report it with this request id.")
+
+        case .bodyTooLarge(let detail):
+            return Problem(
+                type: "/problems/body-too-large", title: "The request body is too large", status: 413, detail: detail)
+
+        case .shuttingDown:
+            return Problem(
+                type: "/problems/shutting-down", title: "The gateway is shutting down", status: 503,
+                detail: "This gateway instance is stopping; retry the request.", headers: [("Retry-After", "1")])
+        }
+    }
+
+    /// The upstream's message as a clause; the caller's sentence supplies the full stop.
+    private static func quoted(_ message: String?) -> String {
+        guard var message, !message.isEmpty else { return "" }
+        while let last = message.last, last == "." || last == " " {
+            message.removeLast()
+        }
+        return ": " + message
+    }
+
+    /// What a caller should do about an upstream 4xx, by status.
+    private static func refusalAdvice(_ cloud: Cloud, _ detail: UpstreamErrorDetail) -> String {
+        let said = "The \(cloud.displayName) platform answered HTTP \(detail.status)" + quoted(detail.message) + ". "
+        switch detail.status {
+        case 401:
+            return said + "The access token was not accepted: get a fresh token and retry."
+        case 403:
+            return said + "Check that the token, the API key and the organization belong together and may use this "
+                + "sandbox."
+        case 404:
+            return said + "No such job exists for this organization and sandbox: check the id, the organization and "
+                + "the sandbox."
+        case 422:
+            return said + "The platform will not run this delete request as asked (it may already exist, or a batch "
+                + "of a record dataset cannot be deleted): read the upstream message and change the request."
+        case 429:
+            return said + "Too many requests: slow down and retry later."
+        default:
+            return said + "Correct the request as the message says."
+        }
+    }
+}

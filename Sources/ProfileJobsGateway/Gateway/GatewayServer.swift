@@ -1,0 +1,13 @@
+/// The gateway's listening side: an HTTP server whose own refusals (413, 503 at shutdown) are problems too.
+public enum GatewayServer {
+    public static func make(configuration: GatewayConfiguration, gateway: Gateway) -> HTTPServer {
+        var server = HTTPServerConfiguration()
+        server.host = configuration.host
+        server.port = configuration.port
+        server.maxBodyBytes = 64 * 1024
+        return HTTPServer(configuration: server, handler: gateway) { status, detail in
+            let error: GatewayError = status == 413 ? .bodyTooLarge(detail) : .shuttingDown
+            return Gateway.problemResponse(error, requestId: Gateway.requestId(from: HTTPHeaders()))
+        }
+    }
+}

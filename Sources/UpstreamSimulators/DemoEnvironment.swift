@@ -1,0 +1,77 @@
+import ProfileJobsGateway
+
+/// Both simulated platforms and a gateway routed to them, on loopback: what `demo` runs and what end-to-end tests
+/// drive.
+public final class DemoEnvironment: Sendable {
+    public static let azureOrg = "azure-demo@AdobeOrg"
+    public static let awsOrg = "aws-demo@AdobeOrg"
+
+    public let azure: AzureSimulator
+    public let aws: AWSSimulator
+    public let gateway: Gateway
+    public let configuration: GatewayConfiguration
+    private let servers: [HTTPServer]
+    private let transport: CurlTransport
+
+    /// Starts the simulators on free ports and the gateway on `gatewayPort` (0 for a free one).
+    ///
+    /// - Parameters:
+    ///   - configure: adjusts the gateway's configuration once the simulators' addresses are in it.
+    public init(
+        host: String = "127.0.0.1",
+        gatewayPort: UInt16 = 0,
+        simulatorOptions: SimulatorOptions = SimulatorOptions(),
+        awsOptions: SimulatorOptions? = nil,
+        logger: Logger = Logger(label: "gateway"),
+        configure: (inout GatewayConfiguration) -> Void = { _ in }
+    ) throws {
+        azure = AzureSimulator(options: simulatorOptions)
+        aws = AWSSimulator(options: awsOptions ?? simulatorOptions)
+        _ = try azure.seed(orgId: Self.azureOrg)
+        _ = try aws.seed(orgId: Self.awsOrg)
+
+        var simulatorServer = HTTPServerConfiguration()
+        simulatorServer.host = host
+        simulatorServer.threads = 1
+        let azureServer = HTTPServer(configuration: simulatorServer, handler: azure)
+        let awsServer = HTTPServer(configuration: simulatorServer, handler: aws)
+        let azurePort = try azureServer.start()
+        let awsPort = try awsServer.start()
+
+        var configuration = GatewayConfiguration(organizations: [
+            // Azure is called by sandbox name; the map only lets answers show the id. AWS finds ids by lookup.
+            OrganizationRoute(
+                orgId: Self.azureOrg, cloud: .azure, baseURL: "http://\(host):\(azurePort)",
+                sandboxes: ["prod": SimulatorOptions.prodSandboxId]),
+            OrganizationRoute(orgId: Self.awsOrg, cloud: .aws, baseURL: "http://\(host):\(awsPort)"),
+        ])
+        configuration.host = host
+        configuration.port = gatewayPort
+        configure(&configuration)
+        self.configuration = configuration
+
+        transport = try CurlTransport()
+        gateway = Gateway(configuration: configuration, transport: transport, logger: logger)
+        let gatewayServer = GatewayServer.make(configuration: configuration, gateway: gateway)
+        do {
+            try gatewayServer.start()
+        } catch {
+            azureServer.stop()
+            awsServer.stop()
+            throw error
+        }
+        servers = [gatewayServer, azureServer, awsServer]
+    }
+
+    public var gatewayPort: UInt16 { servers[0].port }
+    public var azurePort: UInt16 { servers[1].port }
+    public var awsPort: UInt16 { servers[2].port }
+
+    /// Stops the gateway first, so nothing is forwarded to a simulator that is already gone.
+    public func stop() {
+        for server in servers {
+            server.stop()
+        }
+        transport.shutdown()
+    }
+}

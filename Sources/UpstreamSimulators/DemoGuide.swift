@@ -1,0 +1,29 @@
+import ProfileJobsGateway
+
+/// What `demo` prints: where things listen and calls to paste.
+public enum DemoGuide {
+    public static func text(host: String, port: UInt16, azurePort: UInt16, awsPort: UInt16) -> String {
+        let base = "http://\(host):\(port)/v1/system/jobs"
+        let auth = "-H 'Authorization: Bearer demo-service-token' -H 'x-api-key: demo-client'"
+        return """
+            Profile Jobs Gateway demo
+              gateway            \(base)
+              simulated Azure    http://\(host):\(azurePort)  (organization \(DemoEnvironment.azureOrg))
+              simulated AWS      http://\(host):\(awsPort)  (organization \(DemoEnvironment.awsOrg))
+            Jobs move from QUEUED to RUNNING after 2 s and to SUCCEEDED after 10 s. Stop with Ctrl-C.
+
+            Try (set ORG to either organization):
+              ORG=\(DemoEnvironment.azureOrg)
+              curl -s \(auth) -H "x-gw-ims-org-id: $ORG" \(base)
+              curl -s \(auth) -H "x-gw-ims-org-id: $ORG" -H 'Content-Type: application/json' \\
+                   -d '{"datasetId": "5c802d3cd83fc114b741c4b5"}' \(base)
+              curl -s \(auth) -H "x-gw-ims-org-id: $ORG" -H 'Content-Type: application/json' \\
+                   -d '{"datasetId": "66a92c5910df2d1767de13f3", "batchId": "01JFSYFDFW9JAAEKHX672JMPSB"}' \(base)
+              curl -s \(auth) -H "x-gw-ims-org-id: $ORG" '\(base)?limit=1'        # then ?cursor=<page.next>
+              curl -s \(auth) -H "x-gw-ims-org-id: $ORG" \(base)/<id>
+              curl -s -i -X DELETE \(auth) -H "x-gw-ims-org-id: $ORG" \(base)/<id>   # 204 on Azure, 501 on AWS
+            A batch delete on the record dataset \(SimulatorOptions.documentedRecordDataset) is refused by the platform.
+            A bearer token starting with 'user-' is a user token: on AWS the sandbox id is then unavailable.
+            """
+    }
+}
