@@ -5,8 +5,9 @@ import UpstreamSimulators
 
 let usage = """
     Usage:
-      profile-jobs-gateway demo [--port N] [--host ADDRESS]
+      profile-jobs-gateway demo [--port N] [--host ADDRESS] [--aws-list-shape array|paged]
           Starts simulated Azure and AWS platforms and the gateway in front of them (port 8080 by default).
+          --aws-list-shape picks which documented AWS list answer the simulated AWS platform gives.
       profile-jobs-gateway serve --config FILE
           Runs the gateway against the upstreams the configuration file names.
     """
@@ -54,9 +55,15 @@ func runDemo(_ arguments: [String]) {
         port = value
     }
 
+    var awsOptions = SimulatorOptions()
+    if let text = option("--aws-list-shape", in: arguments) {
+        guard let shape = AWSListShape(rawValue: text) else { fail("--aws-list-shape must be array or paged") }
+        awsOptions.awsListShape = shape
+    }
+
     let demo: DemoEnvironment
     do {
-        demo = try DemoEnvironment(host: host, gatewayPort: port)
+        demo = try DemoEnvironment(host: host, gatewayPort: port, awsOptions: awsOptions)
     } catch {
         fail("The demo could not start: \(error). Is port \(port) free? Try --port.")
     }
