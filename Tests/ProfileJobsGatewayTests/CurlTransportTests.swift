@@ -201,8 +201,9 @@ struct CurlTransportTests {
         let started = clock.now
         let outcome = try await withDeadline(10) { await failure(of: request, on: transport) }
 
-        let elapsed = clock.now - started
-        #expect(elapsed >= .milliseconds(450) && elapsed < .seconds(3))
+        // Only the lower bound is a property of the transport; an upper one would measure the machine's load.
+        // The server never answers, so without the timeout `withDeadline` would fail the test instead.
+        #expect(clock.now - started >= .milliseconds(450))
         guard case .timedOut(let message) = try #require(outcome) else {
             Issue.record("expected timedOut, got \(String(describing: outcome))")
             return
