@@ -103,4 +103,16 @@ private final class EchoHandler: HTTPHandler {
 
         #expect(try await response.status == 503)
     }
+
+    @Test func stopClosesTheListeningSocket() throws {
+        let server = HTTPServer(handler: EchoHandler())
+        let port = try server.start()
+        server.stop()
+
+        // A socket left listening would take the connection and then never answer it.
+        let failure = #expect(throws: RawHTTPClient.Failure.self) {
+            try RawHTTPClient(port: port, timeout: 5).send("GET", "/")
+        }
+        #expect(failure?.description.hasPrefix("connect") == true, "\(String(describing: failure))")
+    }
 }

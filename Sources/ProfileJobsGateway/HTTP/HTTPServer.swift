@@ -151,7 +151,9 @@ private final class ServerCore: @unchecked Sendable {
 
     func stop() {
         guard let daemon else { return }
-        MHD_quiesce_daemon(daemon)
+        // Quiescing hands the listening socket back to the caller; it may only be closed once the daemon's threads
+        // are stopped, and left open it keeps taking connections that nobody will ever answer.
+        let listening = MHD_quiesce_daemon(daemon)
 
         let pending = suspended.withLock { state in
             state.stopped = true
@@ -166,6 +168,9 @@ private final class ServerCore: @unchecked Sendable {
         waitForLiveRequests(upTo: .seconds(2))
 
         MHD_stop_daemon(daemon)
+        if listening >= 0 {
+            close(listening)
+        }
         self.daemon = nil
         selfReference?.release()
         selfReference = nil

@@ -1,0 +1,158 @@
+import Foundation
+import ProfileJobsGateway
+import Testing
+
+/// The JSON configuration `serve` reads: a full document, and every refusal naming its key.
+@Suite struct GatewayConfigurationTests {
+    static func parse(_ text: String) throws(ConfigurationError) -> GatewayConfiguration {
+        try GatewayConfiguration.parse(Array(text.utf8))
+    }
+
+    @Test func readsAFullDocument() throws {
+        let configuration = try Self.parse(
+            """
+            {
+              "listen": {"host": "0.0.0.0", "port": 9090},
+              "upstream": {"connectTimeoutSeconds": 2, "timeoutSeconds": 12.5, "caBundle": "/etc/ssl/ca.pem"},
+              "sandboxLookup": {"cacheSeconds": 600, "failureCacheSeconds": 3},
+              "organizations": {
+                "a@AdobeOrg": {"cloud": "azure"},
+                "b@AdobeOrg": {
+                  "cloud": "aws", "baseURL": "http://127.0.0.1:9000/", "defaultSandbox": "dev",
+                  "sandboxes": {"dev": "id-dev", "prod": "id-prod"}
+                }
+              }
+            }
+            """)
+        #expect(configuration.host == "0.0.0.0")
+        #expect(configuration.port == 9090)
+        #expect(configuration.connectTimeoutSeconds == 2)
+        #expect(configuration.upstreamTimeoutSeconds == 12.5)
+        #expect(configuration.caBundlePath == "/etc/ssl/ca.pem")
+        #expect(configuration.sandboxCacheSeconds == 600)
+        #expect(configuration.sandboxFailureCacheSeconds == 3)
+        #expect(
+            configuration.organizations == [
+                "a@AdobeOrg": OrganizationRoute(orgId: "a@AdobeOrg", cloud: .azure),
+                "b@AdobeOrg": OrganizationRoute(
+                    orgId: "b@AdobeOrg", cloud: .aws, baseURL: "http://127.0.0.1:9000", defaultSandbox: "dev",
+                    sandboxes: ["dev": "id-dev", "prod": "id-prod"]),
+            ])
+    }
+
+    @Test func defaultsEverythingButTheOrganizations() throws {
+        let configuration = try Self.parse(#"{"organizations": {"a@AdobeOrg": {"cloud": "aws"}}}"#)
+        var expected = GatewayConfiguration(organizations: [OrganizationRoute(orgId: "a@AdobeOrg", cloud: .aws)])
+        expected.port = 8080
+        #expect(configuration == expected)
+        #expect(configuration.organizations["a@AdobeOrg"]?.baseURL == "https://platform.adobe.io")
+        #expect(configuration.organizations["a@AdobeOrg"]?.defaultSandbox == "prod")
+    }
+
+    static let org = #""a@AdobeOrg""#
+
+    /// Each bad document and the key its error must name.
+    static let refusals: [(document: String, key: String)] = [
+        ("{", ""),
+        ("[]", ""),
+        (#"{"organizations": {"a@AdobeOrg": {"cloud": "aws"}}, "organisations": {}}"#, "organisations"),
+        (#"{"organizations": {\#(org): {"cloud": "aws", "region": "VA6"}}}"#, "organizations.a@AdobeOrg.region"),
+        (#"{"organizations": {\#(org): {"cloud": "gcp"}}}"#, "organizations.a@AdobeOrg.cloud"),
+        (#"{"organizations": {\#(org): {"cloud": 1}}}"#, "organizations.a@AdobeOrg.cloud"),
+        (#"{"organizations": {\#(org): {}}}"#, "organizations.a@AdobeOrg.cloud"),
+        (#"{"organizations": {\#(org): {"cloud": "aws", "baseURL": 42}}}"#, "organizations.a@AdobeOrg.baseURL"),
+        (#"{"organizations": {\#(org): {"cloud": "aws", "baseURL": "ftp://x"}}}"#, "organizations.a@AdobeOrg.baseURL"),
+        (#"{"organizations": {\#(org): {"cloud": "aws", "baseURL": "platform"}}}"#, "organizations.a@AdobeOrg.baseURL"),
+        (
+            #"{"organizations": {\#(org): {"cloud": "aws", "sandboxes": {"prod": 7}}}}"#,
+            "organizations.a@AdobeOrg.sandboxes.prod"
+        ),
+        (#"{"organizations": {\#(org): "aws"}}"#, "organizations.a@AdobeOrg"),
+        (#"{"listen": {"port": 70000}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "listen.port"),
+        (#"{"listen": {"port": 0}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "listen.port"),
+        (#"{"listen": {"port": 80.5}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "listen.port"),
+        (#"{"listen": {"address": "x"}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "listen.address"),
+        (
+            #"{"upstream": {"timeoutSeconds": 0}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "upstream.timeoutSeconds"
+        ),
+        (
+            #"{"sandboxLookup": {"cacheSeconds": "1h"}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "sandboxLookup.cacheSeconds"
+        ),
+        (#"{"organizations": []}"#, "organizations"),
+        (#"{"organizations": {}}"#, "organizations"),
+        (#"{"listen": {}}"#, "organizations"),
+    ]
+
+    @Test(arguments: refusals.indices)
+    func aBadDocumentIsRefusedNamingTheKey(index: Int) {
+        let (document, key) = Self.refusals[index]
+        let error = #expect(throws: ConfigurationError.self, "\(document)") { try Self.parse(document) }
+        #expect(error?.key == key, "\(document): \(String(describing: error))")
+        #expect(error?.problem.isEmpty == false)
+        if !key.isEmpty {
+            #expect(error?.description.hasPrefix(key + ": ") == true)
+        }
+    }
+}
+
+/// The built executable, run as an operator would.
+@Suite struct ExecutableTests {
+    /// `profile-jobs-gateway` next to the test bundle, in the build's products directory.
+    static func executable() throws -> URL {
+        let products = Bundle.module.bundleURL.deletingLastPathComponent()
+        let url = products.appendingPathComponent("profile-jobs-gateway")
+        try #require(
+            FileManager.default.isExecutableFile(atPath: url.path), "no executable at \(url.path); run swift build")
+        return url
+    }
+
+    /// Runs the executable to its end, killing it if it has not ended within `seconds`.
+    static func run(_ arguments: [String], seconds: Double = 30) async throws -> (status: Int32, stderr: String) {
+        let process = Process()
+        process.executableURL = try executable()
+        process.arguments = arguments
+        let errors = Pipe()
+        process.standardError = errors
+        process.standardOutput = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        let pid = process.processIdentifier
+
+        do {
+            try await withDeadline(seconds) {
+                try await offPool { process.waitUntilExit() }
+            }
+        } catch {
+            // Children inherit the test runner's blocked SIGTERM, so only SIGKILL is sure to end them.
+            kill(pid, SIGKILL)
+            process.waitUntilExit()
+            throw error
+        }
+        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (process.terminationStatus, text)
+    }
+
+    @Test func serveRefusesABadConfigurationNamingTheKey() async throws {
+        let file = FileManager.default.temporaryDirectory
+            .appendingPathComponent("gateway-config-\(UUID().uuidString).json")
+        try Data(#"{"organizations": {"a@AdobeOrg": {"cloud": "gcp"}}}"#.utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+
+        let result = try await Self.run(["serve", "--config", file.path])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("organizations.a@AdobeOrg.cloud"), "\(result.stderr)")
+        #expect(result.stderr.contains(file.path))
+    }
+
+    @Test func serveRefusesAMissingFileAndUnknownCommands() async throws {
+        let missing = try await Self.run(["serve", "--config", "/nonexistent/gateway.json"])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("/nonexistent/gateway.json"))
+
+        let unknown = try await Self.run(["launch"])
+        #expect(unknown.status == 2)
+        #expect(unknown.stderr.contains("Usage"))
+    }
+}

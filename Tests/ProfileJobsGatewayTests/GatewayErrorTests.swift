@@ -1,0 +1,251 @@
+import Foundation
+import ProfileJobsGateway
+import Testing
+import UpstreamSimulators
+
+/// The gateway's own refusals and the simulated platforms' refusals, each as one RFC 9457 problem.
+@Suite struct GatewayErrorTests {
+    // MARK: Headers and routing
+
+    @Test(arguments: SimulatedCloud.allCases, ["Authorization", "x-api-key", "x-gw-ims-org-id"])
+    func aMissingRequiredHeaderIsABadRequest(cloud: SimulatedCloud, header: String) async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: cloud.orgId)
+            for (method, target, body) in [
+                ("GET", "/v1/system/jobs", nil), ("GET", "/v1/system/jobs/abc", nil),
+                ("POST", "/v1/system/jobs", #"{"datasetId": "d1"}"#), ("DELETE", "/v1/system/jobs/abc", nil),
+            ] {
+                let response = try await caller.call(method, target, omitting: [header], body: body)
+                let problem = try response.expectProblem(status: 400, type: "/problems/missing-header")
+                #expect(problem.string("detail")?.contains(header) == true, "\(method) \(target): \(response.text)")
+            }
+            #expect(cloud.received(demo).isEmpty)
+        }
+    }
+
+    @Test func anEmptyRequiredHeaderCountsAsMissing() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            let response = try await RawHTTPClient(port: demo.gatewayPort).sendOffPool(
+                "GET", "/v1/system/jobs",
+                headers: caller.headers(omitting: ["x-api-key"]) + [("x-api-key", "")])
+            try response.expectProblem(status: 400, type: "/problems/missing-header")
+        }
+    }
+
+    @Test func anOrganizationWithoutARouteIsForbidden() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: "nobody@AdobeOrg")
+            for response in [
+                try await caller.list(), try await caller.get("abc"), try await caller.remove("abc"),
+                try await caller.create(#"{"datasetId": "d1"}"#),
+            ] {
+                let problem = try response.expectProblem(status: 403, type: "/problems/unknown-organization")
+                #expect(problem.string("detail")?.contains("nobody@AdobeOrg") == true)
+            }
+            #expect(demo.azure.receivedRequests.isEmpty && demo.aws.receivedRequests.isEmpty)
+        }
+    }
+
+    @Test func aBadSandboxHeaderIsRefusedBeforeAnyUpstreamCall() async throws {
+        try await withDemo { demo in
+            for cloud in SimulatedCloud.allCases {
+                let caller = GatewayCaller(demo, orgId: cloud.orgId)
+                for header in ["x-sandbox-name", "x-sandbox-id"] {
+                    let response = try await caller.list(headers: [(header, "../prod")])
+                    let problem = try response.expectProblem(status: 400, type: "/problems/invalid-header")
+                    #expect(problem.string("detail")?.contains(header) == true)
+                }
+            }
+            #expect(demo.azure.receivedRequests.isEmpty && demo.aws.receivedRequests.isEmpty)
+        }
+    }
+
+    @Test func wrongMethodsAnswer405WithAllow() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            for (method, target, allow) in [
+                ("PUT", "/v1/system/jobs", "GET, POST"), ("DELETE", "/v1/system/jobs", "GET, POST"),
+                ("PATCH", "/v1/system/jobs/abc", "GET, DELETE"), ("POST", "/v1/system/jobs/abc", "GET, DELETE"),
+            ] {
+                let response = try await caller.call(method, target)
+                try response.expectProblem(status: 405, type: "/problems/method-not-allowed")
+                #expect(response.header("Allow") == allow, "\(method) \(target)")
+            }
+            #expect(demo.azure.receivedRequests.isEmpty)
+        }
+    }
+
+    @Test func unknownPathsAreNotFound() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            for target in ["/", "/v2/system/jobs", "/v1/system/jobsx", "/v1/system", "/data/core/ups/system/jobs"] {
+                let response = try await caller.call("GET", target)
+                try response.expectProblem(status: 404, type: "/problems/not-found")
+            }
+            #expect(demo.azure.receivedRequests.isEmpty)
+        }
+    }
+
+    // MARK: Ids and bodies
+
+    @Test(arguments: SimulatedCloud.allCases)
+    func malformedIdsInThePathAreRefused(cloud: SimulatedCloud) async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: cloud.orgId)
+            let ids = [
+                "..", "a%2Fb", "a%2F..%2F..%2Fsandboxes", "a/b", "a.b", "%00", String(repeating: "a", count: 129),
+            ]
+            for id in ids {
+                for method in ["GET", "DELETE"] {
+                    let response = try await caller.call(method, "/v1/system/jobs/" + id)
+                    #expect(response.status == 400, "\(method) \(id): \(response.text)")
+                    try response.expectProblem(status: 400, type: "/problems/invalid-id")
+                }
+            }
+            #expect(jobCalls(cloud.received(demo)).isEmpty)
+
+            // The longest id allowed still goes through (and is unknown upstream).
+            let longest = try await caller.get(String(repeating: "a", count: 128))
+            try longest.expectProblem(status: 404, type: "/problems/upstream-refused")
+        }
+    }
+
+    static let badBodies: [(body: String, mentions: String)] = [
+        ("", "empty"),
+        ("{\"datasetId\": ", "not valid JSON"),
+        ("[\"d1\"]", "JSON object"),
+        (#"{"datasetId": "d1", "sandbox": "prod"}"#, "sandbox"),
+        (#"{"datasetId": 42}"#, "datasetId"),
+        (#"{"datasetId": null}"#, "datasetId"),
+        (#"{"datasetId": "d1", "batchId": ["b"]}"#, "batchId"),
+        (#"{"datasetId": "d1", "dataSetId": "d2"}"#, "different"),
+        ("{}", "datasetId"),
+        (#"{"datasetId": "../d1"}"#, "datasetId"),
+    ]
+
+    @Test(arguments: SimulatedCloud.allCases)
+    func badBodiesAreRefusedBeforeAnyUpstreamCall(cloud: SimulatedCloud) async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: cloud.orgId)
+            for (body, mentions) in Self.badBodies {
+                let response = try await caller.create(body)
+                let type =
+                    mentions == "datasetId" && body.contains("..") ? "/problems/invalid-id" : "/problems/invalid-body"
+                let problem = try response.expectProblem(status: 400, type: type)
+                #expect(problem.string("detail")?.contains(mentions) == true, "\(body): \(response.text)")
+            }
+            #expect(jobCalls(cloud.received(demo), method: "POST").isEmpty)
+        }
+    }
+
+    @Test(arguments: SimulatedCloud.allCases)
+    func aBodyThatIsNotDeclaredJSONIsUnsupported(cloud: SimulatedCloud) async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: cloud.orgId)
+            for contentType in ["text/plain", "application/x-www-form-urlencoded", "application/jsonx"] {
+                let response = try await caller.call(
+                    "POST", "/v1/system/jobs", body: #"{"datasetId": "d1"}"#, contentType: contentType)
+                let problem = try response.expectProblem(status: 415, type: "/problems/unsupported-media-type")
+                #expect(problem.string("detail")?.contains(contentType) == true)
+            }
+            let none = try await caller.call("POST", "/v1/system/jobs", body: #"{"datasetId": "d1"}"#, contentType: nil)
+            try none.expectProblem(status: 415, type: "/problems/unsupported-media-type")
+
+            // Parameters and case do not matter.
+            let withCharset = try await caller.call(
+                "POST", "/v1/system/jobs", body: #"{"datasetId": "d1"}"#,
+                contentType: "Application/JSON; charset=utf-8")
+            #expect(withCharset.status == 201, "\(withCharset.text)")
+            #expect(jobCalls(cloud.received(demo), method: "POST").count == 1)
+        }
+    }
+
+    // MARK: Refusals from the platform
+
+    @Test func aRecordDatasetBatchIsRefusedAsAzureSaysIt() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            let dataset = SimulatorOptions.documentedRecordDataset
+            let response = try await caller.create(#"{"datasetId": "\#(dataset)", "batchId": "b1"}"#)
+
+            let problem = try response.expectProblem(status: 400, type: "/problems/upstream-refused")
+            let upstream = problem.object("upstream")
+            #expect(upstream["status"] as? Int == 400)
+            #expect(upstream.string("code") == "500")
+            #expect(upstream.string("message") == "Batch can only be specified for EE type '\(dataset)'")
+            #expect(upstream.string("requestId")?.isEmpty == false)
+            #expect(problem.string("detail")?.contains("Batch can only be specified") == true)
+        }
+    }
+
+    @Test func aRecordDatasetBatchIsRefusedAsAWSSaysIt() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            let dataset = SimulatorOptions.documentedRecordDataset
+            let response = try await caller.create(#"{"datasetId": "\#(dataset)", "batchId": "b1"}"#)
+
+            let problem = try response.expectProblem(status: 422, type: "/problems/upstream-refused")
+            let upstream = problem.object("upstream")
+            #expect(upstream["status"] as? Int == 422)
+            #expect(upstream.string("code") == "UPAPI-036002-422")
+            #expect(upstream.string("message") == "Invalid system job payload.")
+            #expect(upstream.string("requestId")?.isEmpty == false)
+        }
+    }
+
+    @Test(arguments: SimulatedCloud.allCases)
+    func aDuplicateActiveRequestIsUnprocessable(cloud: SimulatedCloud) async throws {
+        let clock = TestClock()
+        try await withDemo(simulatorOptions: clock.options) { demo in
+            let caller = GatewayCaller(demo, orgId: cloud.orgId)
+            _ = try await caller.createDatasetDelete("5c8c3c555033b814b69f947f")
+
+            let again = try await caller.create(#"{"dataSetId": "5c8c3c555033b814b69f947f"}"#)
+            let problem = try again.expectProblem(status: 422, type: "/problems/upstream-refused")
+            #expect(problem.object("upstream")["status"] as? Int == 422)
+            #expect(problem.object("upstream").string("message")?.contains("already exists") == true)
+
+            // Once the first has finished, the same delete may be asked for again.
+            clock.advance(clock.options.finishedAfter + 1)
+            #expect(try await caller.create(#"{"datasetId": "5c8c3c555033b814b69f947f"}"#).status == 201)
+        }
+    }
+
+    @Test(arguments: SimulatedCloud.allCases)
+    func anInvalidTokenIsUnauthorizedWithThePlatformCode(cloud: SimulatedCloud) async throws {
+        try await withDemo { demo in
+            var caller = GatewayCaller(demo, orgId: cloud.orgId)
+            caller.token = "invalid-x"
+            for response in [try await caller.list(), try await caller.create(#"{"datasetId": "d1"}"#)] {
+                let problem = try response.expectProblem(status: 401, type: "/problems/upstream-refused")
+                let upstream = problem.object("upstream")
+                #expect(upstream["status"] as? Int == 401)
+                #expect(upstream.string("code") == "401013")
+                #expect(upstream.string("message") == "Oauth token is not valid")
+            }
+
+            // Nothing about the bad token is remembered: a good one works straight after.
+            caller.token = "svc-token"
+            #expect(try await caller.list().status == 200)
+        }
+    }
+
+    @Test(arguments: SimulatedCloud.allCases)
+    func anUnknownJobIsNotFound(cloud: SimulatedCloud) async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: cloud.orgId)
+            let response = try await caller.get("00000000-0000-0000-0000-000000000000")
+            let problem = try response.expectProblem(status: 404, type: "/problems/upstream-refused")
+            let upstream = problem.object("upstream")
+            #expect(upstream["status"] as? Int == 404)
+            #expect(upstream.string("code") == "XDM-1010-404")
+            #expect(upstream.string("message")?.contains("00000000-0000-0000-0000-000000000000") == true)
+
+            if cloud == .azure {
+                let removal = try await caller.remove("00000000-0000-0000-0000-000000000000")
+                try removal.expectProblem(status: 404, type: "/problems/upstream-refused")
+            }
+        }
+    }
+}

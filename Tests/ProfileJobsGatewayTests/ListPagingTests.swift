@@ -1,0 +1,78 @@
+import Foundation
+import ProfileJobsGateway
+import Testing
+import UpstreamSimulators
+
+/// Walking the job list with the gateway's opaque cursor, over each upstream list shape.
+@Suite struct ListPagingTests {
+    enum Upstream: String, CaseIterable, Sendable, CustomTestStringConvertible {
+        case azure
+        case awsArray
+        case awsPaged
+
+        var testDescription: String { rawValue }
+
+        var cloud: SimulatedCloud { self == .azure ? .azure : .aws }
+
+        var awsOptions: SimulatorOptions {
+            SimulatorOptions(awsListShape: self == .awsPaged ? .paged : .array)
+        }
+    }
+
+    @Test(arguments: Upstream.allCases)
+    func followingNextVisitsEveryJobExactlyOnce(upstream: Upstream) async throws {
+        try await withDemo(awsOptions: upstream.awsOptions) { demo in
+            let caller = GatewayCaller(demo, orgId: upstream.cloud.orgId)
+            var created: Set<String> = []
+            for index in 1...7 {
+                let job = try await caller.createDatasetDelete("5c8c3c555033b814b69f90\(index)0")
+                created.insert(try #require(job.string("id")))
+            }
+
+            let everything = try await caller.list("?limit=100").jsonObject()
+            let all = (everything["jobs"] as? [[String: Any]] ?? []).compactMap { $0.string("id") }
+            #expect(all.count == 9, "seven created and two seeded")
+            #expect(created.isSubset(of: Set(all)))
+            #expect(everything.object("page")["total"] as? Int == 9)
+
+            let walk = try await walkList(caller, limit: 3)
+            #expect(walk.ids.count == 9, "\(walk.ids)")
+            #expect(Set(walk.ids) == Set(all), "every job once, none from elsewhere")
+            #expect(walk.pages == 3)
+
+            // Page sizes that do not divide the total end on a short page.
+            let byFour = try await walkList(caller, limit: 4)
+            #expect(byFour.ids.count == 9 && Set(byFour.ids) == Set(all))
+            #expect(byFour.pages == 3)
+            let single = try await walkList(caller, limit: 100)
+            #expect(single.pages == 1 && single.ids.count == 9)
+        }
+    }
+
+    @Test(arguments: ["0", "101", "x", "-1", "3.5", ""])
+    func invalidLimitIsAQueryProblem(limit: String) async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            let response = try await caller.list("?limit=\(limit)")
+            let problem = try response.expectProblem(status: 400, type: "/problems/invalid-query")
+            #expect(problem.string("detail")?.contains("'limit'") == true, "\(response.text)")
+            #expect(jobCalls(demo.azure.receivedRequests).isEmpty)
+        }
+    }
+
+    /// Garbage, then well-formed base64 of a wrong version, a negative offset, a page size out of range, and too long.
+    static let badCursors = [
+        "garbage", "djI6MDoz", "djE6LTE6Mw", "djE6MDoxMDE", "djE6MDoz" + String(repeating: "A", count: 80),
+    ]
+
+    @Test(arguments: SimulatedCloud.allCases, Self.badCursors)
+    func aCursorTheGatewayDidNotHandOutIsAQueryProblem(cloud: SimulatedCloud, cursor: String) async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: cloud.orgId)
+            let response = try await caller.list("?cursor=\(cursor)")
+            let problem = try response.expectProblem(status: 400, type: "/problems/invalid-query")
+            #expect(problem.string("detail")?.contains("'cursor'") == true, "\(response.text)")
+            #expect(jobCalls(cloud.received(demo)).isEmpty)
+        }
+    }
+}

@@ -1,0 +1,196 @@
+import Foundation
+import ProfileJobsGateway
+import Testing
+import UpstreamSimulators
+
+/// Sandbox names become ids for AWS (map, then cached and coalesced lookups) and stay names for Azure.
+@Suite struct SandboxTranslationTests {
+    static let devSandboxId = "0d6f7d3e-5c1e-4e1b-9a41-3f1f5d2b7c90"
+
+    /// Simulated platforms that know a second sandbox, `dev`.
+    static var twoSandboxes: SimulatorOptions {
+        SimulatorOptions(sandboxes: ["prod": SimulatorOptions.prodSandboxId, "dev": devSandboxId])
+    }
+
+    @Test func aMappedSandboxNeedsNoLookup() async throws {
+        try await withDemo(configure: {
+            $0.organizations[DemoEnvironment.awsOrg]?.sandboxes = ["prod": SimulatorOptions.prodSandboxId]
+        }) {
+            (demo: DemoEnvironment) async throws in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            for _ in 1...3 {
+                #expect(try await caller.list(headers: [("x-sandbox-name", "prod")]).status == 200)
+            }
+            #expect(try await caller.list().status == 200, "the default sandbox is mapped too")
+            #expect(sandboxLookups(demo.aws.receivedRequests).isEmpty)
+            #expect(jobCalls(demo.aws.receivedRequests).count == 4)
+            #expect(
+                jobCalls(demo.aws.receivedRequests).allSatisfy {
+                    $0.headers["x-sandbox-id"] == SimulatorOptions.prodSandboxId
+                })
+        }
+    }
+
+    @Test func anUnmappedSandboxIsLookedUpOnceThenCached() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            let first = try await caller.list(headers: [("x-request-id", "first-call")])
+            #expect(first.status == 200, "\(first.text)")
+
+            let lookups = sandboxLookups(demo.aws.receivedRequests)
+            #expect(lookups.count == 1)
+            let lookup = try #require(lookups.first)
+            #expect(lookup.method == "GET")
+            #expect(lookup.path == sandboxesPath + "/prod")
+            #expect(lookup.headers["Authorization"] == "Bearer svc-token")
+            #expect(lookup.headers["x-api-key"] == "k")
+            #expect(lookup.headers["x-gw-ims-org-id"] == DemoEnvironment.awsOrg)
+            #expect(lookup.headers["x-request-id"] == "first-call")
+
+            for _ in 1...3 {
+                #expect(try await caller.list(headers: [("x-sandbox-name", "prod")]).status == 200)
+            }
+            // Another caller's credentials use the cached id too.
+            var other = caller
+            other.token = "user-someone"
+            #expect(try await other.list().status == 200)
+
+            #expect(sandboxLookups(demo.aws.receivedRequests).count == 1)
+            #expect(jobCalls(demo.aws.receivedRequests).count == 5)
+            let statistics = await demo.gateway.sandboxes.statistics
+            #expect(statistics.lookups == 1)
+        }
+    }
+
+    @Test func concurrentFirstCallsShareOneLookup() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 1...20 {
+                    group.addTask { try await caller.list().status }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses == Array(repeating: 200, count: 20))
+            #expect(sandboxLookups(demo.aws.receivedRequests).count == 1)
+            #expect(jobCalls(demo.aws.receivedRequests).count == 20)
+        }
+    }
+
+    @Test func aUserTokenWithoutIdGetsAnActionableProblemAndNoJobCall() async throws {
+        try await withDemo(configure: { $0.sandboxFailureCacheSeconds = 600 }) { demo in
+            var caller = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            caller.token = "user-x"
+            let response = try await caller.create(#"{"datasetId": "d1"}"#)
+
+            let problem = try response.expectProblem(status: 400, type: "/problems/sandbox-id-unavailable")
+            let detail = try #require(problem.string("detail"))
+            #expect(detail.contains(DemoEnvironment.awsOrg))
+            #expect(detail.contains("'prod'"))
+            #expect(detail.contains("x-sandbox-id"))
+            #expect(jobCalls(demo.aws.receivedRequests).isEmpty)
+            #expect(sandboxLookups(demo.aws.receivedRequests).count == 1)
+
+            // The failure is remembered for a while: the next call makes no new lookup.
+            let again = try await caller.list()
+            try again.expectProblem(status: 400, type: "/problems/sandbox-id-unavailable")
+            #expect(sandboxLookups(demo.aws.receivedRequests).count == 1)
+            #expect(jobCalls(demo.aws.receivedRequests).isEmpty)
+
+            // A caller who brings the id is not held up by that failure.
+            let withId = try await caller.list(headers: [("x-sandbox-id", SimulatorOptions.prodSandboxId)])
+            #expect(withId.status == 200, "\(withId.text)")
+        }
+    }
+
+    @Test func aFailedLookupIsRetriedOnceItsShortCacheExpires() async throws {
+        try await withDemo(configure: { $0.sandboxFailureCacheSeconds = 0.001 }) { demo in
+            var caller = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            caller.token = "user-x"
+            try await caller.list().expectProblem(status: 400, type: "/problems/sandbox-id-unavailable")
+            try await Task.sleep(for: .milliseconds(20))
+
+            caller.token = "svc-token"
+            #expect(try await caller.list().status == 200)
+            #expect(sandboxLookups(demo.aws.receivedRequests).count == 2)
+        }
+    }
+
+    @Test func aCallerSentSandboxIdIsUsedAsIs() async throws {
+        try await withDemo(simulatorOptions: Self.twoSandboxes) { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            let response = try await caller.create(
+                #"{"datasetId": "d1"}"#, headers: [("x-sandbox-id", Self.devSandboxId)])
+            #expect(response.status == 201, "\(response.text)")
+            let job = try response.jsonObject()
+            #expect(job.object("sandbox").string("id") == Self.devSandboxId)
+            #expect(job.object("sandbox").string("name") == "dev")
+
+            #expect(sandboxLookups(demo.aws.receivedRequests).isEmpty)
+            let post = try #require(jobCalls(demo.aws.receivedRequests, method: "POST").first)
+            #expect(post.headers["x-sandbox-id"] == Self.devSandboxId)
+            #expect(post.headers["x-sandbox-name"] == nil)
+        }
+    }
+
+    @Test func anUnknownSandboxNameComesBackAsTheUpstreamRefusal() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            let response = try await caller.list(headers: [("x-sandbox-name", "nosuch")])
+            let problem = try response.expectProblem(status: 404, type: "/problems/upstream-refused")
+            let upstream = problem.object("upstream")
+            #expect(upstream["status"] as? Int == 404)
+            #expect(upstream.string("message")?.contains("nosuch") == true)
+            #expect(sandboxLookups(demo.aws.receivedRequests).map(\.path) == [sandboxesPath + "/nosuch"])
+            #expect(jobCalls(demo.aws.receivedRequests).isEmpty)
+        }
+    }
+
+    @Test func azureForwardsTheSandboxNameAsIsAndDefaultsIt() async throws {
+        try await withDemo(simulatorOptions: Self.twoSandboxes) { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            let named = try await caller.create(#"{"datasetId": "d1"}"#, headers: [("x-sandbox-name", "dev")])
+            #expect(named.status == 201, "\(named.text)")
+            #expect(try named.jsonObject().object("sandbox").string("name") == "dev")
+            #expect(jobCalls(demo.azure.receivedRequests).last?.headers["x-sandbox-name"] == "dev")
+
+            #expect(try await caller.list().status == 200)
+            let defaulted = try #require(jobCalls(demo.azure.receivedRequests).last)
+            #expect(defaulted.headers["x-sandbox-name"] == "prod")
+            #expect(defaulted.headers["x-sandbox-id"] == nil)
+            #expect(sandboxLookups(demo.azure.receivedRequests).isEmpty)
+        }
+    }
+
+    @Test func theOrganizationsDefaultSandboxIsUsedWhenNoneIsNamed() async throws {
+        try await withDemo(
+            simulatorOptions: Self.twoSandboxes,
+            configure: { configuration in
+                configuration.organizations[DemoEnvironment.azureOrg]?.defaultSandbox = "dev"
+                configuration.organizations[DemoEnvironment.awsOrg]?.defaultSandbox = "dev"
+            }
+        ) { (demo: DemoEnvironment) async throws in
+            #expect(try await GatewayCaller(demo, orgId: DemoEnvironment.azureOrg).list().status == 200)
+            #expect(jobCalls(demo.azure.receivedRequests).last?.headers["x-sandbox-name"] == "dev")
+
+            #expect(try await GatewayCaller(demo, orgId: DemoEnvironment.awsOrg).list().status == 200)
+            #expect(sandboxLookups(demo.aws.receivedRequests).map(\.path) == [sandboxesPath + "/dev"])
+            #expect(jobCalls(demo.aws.receivedRequests).last?.headers["x-sandbox-id"] == Self.devSandboxId)
+        }
+    }
+
+    @Test func azureRefusesAnIdItCannotName() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            let unknown = try await caller.list(headers: [("x-sandbox-id", Self.devSandboxId)])
+            try unknown.expectProblem(status: 400, type: "/problems/invalid-header")
+            #expect(demo.azure.receivedRequests.isEmpty)
+
+            // An id the map knows is sent as its name.
+            let known = try await caller.list(headers: [("x-sandbox-id", SimulatorOptions.prodSandboxId)])
+            #expect(known.status == 200, "\(known.text)")
+            #expect(jobCalls(demo.azure.receivedRequests).last?.headers["x-sandbox-name"] == "prod")
+            #expect(jobCalls(demo.azure.receivedRequests).last?.headers["x-sandbox-id"] == nil)
+        }
+    }
+}

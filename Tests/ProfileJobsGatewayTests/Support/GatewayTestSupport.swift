@@ -1,0 +1,209 @@
+import Foundation
+import ProfileJobsGateway
+import Synchronization
+import Testing
+import UpstreamSimulators
+
+/// A logger that keeps end-to-end tests quiet unless something is really wrong.
+let quietLogger = Logger(label: "test", minimum: .error)
+
+/// Starts both simulators and a gateway on free loopback ports, runs `body`, and stops them whatever happens.
+func withDemo<T>(
+    simulatorOptions: SimulatorOptions = SimulatorOptions(),
+    awsOptions: SimulatorOptions? = nil,
+    configure: (inout GatewayConfiguration) -> Void = { _ in },
+    _ body: (DemoEnvironment) async throws -> T
+) async throws -> T {
+    let environment = try DemoEnvironment(
+        gatewayPort: 0, simulatorOptions: simulatorOptions, awsOptions: awsOptions, logger: quietLogger,
+        configure: configure)
+    defer { environment.stop() }
+    return try await body(environment)
+}
+
+/// A caller of the gateway: one organization's credentials, sent with every call unless left out.
+struct GatewayCaller: Sendable {
+    var port: UInt16
+    var orgId: String
+    var token = "svc-token"
+    var apiKey = "k"
+
+    init(port: UInt16, orgId: String) {
+        self.port = port
+        self.orgId = orgId
+    }
+
+    init(_ environment: DemoEnvironment, orgId: String) {
+        self.init(port: environment.gatewayPort, orgId: orgId)
+    }
+
+    /// The required headers minus `omitting`, then `extra`.
+    func headers(omitting: Set<String> = [], extra: [(String, String)] = []) -> [(String, String)] {
+        let required = [("Authorization", "Bearer \(token)"), ("x-api-key", apiKey), ("x-gw-ims-org-id", orgId)]
+        return required.filter { !omitting.contains($0.0) } + extra
+    }
+
+    /// One call over a real socket, off Swift's cooperative pool; the client's read timeout bounds every wait.
+    func call(
+        _ method: String,
+        _ target: String,
+        omitting: Set<String> = [],
+        headers extra: [(String, String)] = [],
+        body: String? = nil,
+        contentType: String? = "application/json"
+    ) async throws -> RawHTTPClient.Response {
+        var extra = extra
+        if body != nil, let contentType {
+            extra.append(("Content-Type", contentType))
+        }
+        return try await RawHTTPClient(port: port).sendOffPool(
+            method, target, headers: headers(omitting: omitting, extra: extra), body: Array((body ?? "").utf8))
+    }
+
+    func list(_ query: String = "", headers: [(String, String)] = []) async throws -> RawHTTPClient.Response {
+        try await call("GET", "/v1/system/jobs" + query, headers: headers)
+    }
+
+    func create(_ body: String, headers: [(String, String)] = []) async throws -> RawHTTPClient.Response {
+        try await call("POST", "/v1/system/jobs", headers: headers, body: body)
+    }
+
+    func get(_ id: String, headers: [(String, String)] = []) async throws -> RawHTTPClient.Response {
+        try await call("GET", "/v1/system/jobs/" + id, headers: headers)
+    }
+
+    func remove(_ id: String, headers: [(String, String)] = []) async throws -> RawHTTPClient.Response {
+        try await call("DELETE", "/v1/system/jobs/" + id, headers: headers)
+    }
+
+    /// Creates a dataset delete and returns the canonical job, failing the test unless the answer is 201.
+    func createDatasetDelete(_ datasetId: String) async throws -> [String: Any] {
+        let response = try await create(#"{"datasetId": "\#(datasetId)"}"#)
+        #expect(response.status == 201, "\(response.text)")
+        return try response.jsonObject()
+    }
+}
+
+extension RawHTTPClient.Response {
+    /// The body as a JSON object, failing the test when it is anything else.
+    func jsonObject() throws -> [String: Any] {
+        let value = try JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed])
+        return try #require(value as? [String: Any], "not a JSON object: \(text)")
+    }
+
+    /// Checks the RFC 9457 problem the gateway answers with and returns it for further checks.
+    @discardableResult
+    func expectProblem(
+        status: Int,
+        type: String,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> [String: Any] {
+        #expect(self.status == status, "\(text)", sourceLocation: sourceLocation)
+        #expect(header("Content-Type") == "application/problem+json", sourceLocation: sourceLocation)
+        let problem = try jsonObject()
+        #expect(problem["type"] as? String == type, "\(text)", sourceLocation: sourceLocation)
+        #expect((problem["title"] as? String)?.isEmpty == false, sourceLocation: sourceLocation)
+        #expect(problem["status"] as? Int == status, sourceLocation: sourceLocation)
+        #expect((problem["detail"] as? String)?.isEmpty == false, sourceLocation: sourceLocation)
+        let requestId = problem["requestId"] as? String
+        #expect(requestId != nil && requestId == header("x-request-id"), sourceLocation: sourceLocation)
+        return problem
+    }
+}
+
+extension [String: Any] {
+    /// A nested object, or an empty one so that the missing keys show in the failing expectations.
+    func object(_ key: String) -> [String: Any] {
+        self[key] as? [String: Any] ?? [:]
+    }
+
+    func string(_ key: String) -> String? {
+        self[key] as? String
+    }
+
+    func isNull(_ key: String) -> Bool {
+        self[key] is NSNull
+    }
+}
+
+extension HTTPRequest {
+    /// The body as a JSON object, or nil.
+    var jsonBody: [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any]
+    }
+}
+
+/// Requests of `requests` on the jobs endpoint with `method`, optionally for one path under it.
+func jobCalls(_ requests: [HTTPRequest], method: String? = nil) -> [HTTPRequest] {
+    requests.filter { $0.path.hasPrefix(jobsPath) && (method == nil || $0.method == method) }
+}
+
+/// Requests of `requests` to the Sandbox Management API.
+func sandboxLookups(_ requests: [HTTPRequest]) -> [HTTPRequest] {
+    requests.filter { $0.path.hasPrefix(sandboxesPath) }
+}
+
+/// Every job of a list walk, following `page.next` as `?cursor=` until it is null; fails past `maxPages`.
+func walkList(_ caller: GatewayCaller, limit: Int, maxPages: Int = 50) async throws -> (ids: [String], pages: Int) {
+    var ids: [String] = []
+    var query = "?limit=\(limit)"
+    for page in 1...maxPages {
+        let response = try await caller.list(query)
+        #expect(response.status == 200, "\(response.text)")
+        let body = try response.jsonObject()
+        let jobs = try #require(body["jobs"] as? [[String: Any]], "\(response.text)")
+        #expect(jobs.count <= limit)
+        ids += jobs.compactMap { $0.string("id") }
+        let paging = body.object("page")
+        #expect(paging["limit"] as? Int == limit)
+        guard let next = paging.string("next") else {
+            #expect(paging.isNull("next"), "page.next must be a string or null: \(response.text)")
+            return (ids, page)
+        }
+        query = "?cursor=" + next
+    }
+    Issue.record("the walk did not end within \(maxPages) pages")
+    return (ids, maxPages)
+}
+
+/// An upstream the test scripts: answers every call with the status, headers and body it is told, or stalls.
+final class ScriptedUpstream: HTTPHandler {
+    struct Script: Sendable {
+        var status = 200
+        var headers: [(String, String)] = [("Content-Type", "application/json")]
+        var body: [UInt8] = []
+        /// Holds the answer until the test releases it (or the server stops).
+        var stall = false
+    }
+
+    private let state = Mutex((script: Script(), received: [HTTPRequest]()))
+
+    func answer(_ script: Script) {
+        state.withLock { $0.script = script }
+    }
+
+    func release() {
+        state.withLock { $0.script.stall = false }
+    }
+
+    var receivedRequests: [HTTPRequest] {
+        state.withLock { $0.received }
+    }
+
+    func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        state.withLock { $0.received.append(request) }
+        while state.withLock({ $0.script.stall }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        let script = state.withLock { $0.script }
+        return HTTPResponse(status: script.status, headers: HTTPHeaders(script.headers), body: script.body)
+    }
+}
+
+/// A loopback port nothing listens on: bound by a server that is stopped again at once.
+func closedPort() throws -> UInt16 {
+    let server = HTTPServer(handler: ScriptedUpstream())
+    let port = try server.start()
+    server.stop()
+    return port
+}
