@@ -47,6 +47,21 @@ import UpstreamSimulators
         }
     }
 
+    @Test func anOversizedBodyIsAProblemAndNeverForwarded() async throws {
+        try await withDemo { demo in
+            let padding = String(repeating: "x", count: 70 * 1024)
+            for orgId in [DemoEnvironment.azureOrg, DemoEnvironment.awsOrg] {
+                let response = try await GatewayCaller(demo, orgId: orgId).create(
+                    #"{"datasetId": "d1", "pad": "\#(padding)"}"#)
+
+                let problem = try response.expectProblem(status: 413, type: "/problems/body-too-large")
+                #expect(problem.string("detail")?.contains("65536 bytes") == true)
+            }
+            #expect(demo.azure.receivedRequests.allSatisfy { $0.method != "POST" })
+            #expect(demo.aws.receivedRequests.allSatisfy { $0.method != "POST" })
+        }
+    }
+
     @Test func aBadSandboxHeaderIsRefusedBeforeAnyUpstreamCall() async throws {
         try await withDemo { demo in
             for cloud in SimulatedCloud.allCases {

@@ -94,11 +94,15 @@ private final class EchoHandler: HTTPHandler {
     }
 
     @Test func stopAnswersSuspendedRequestsInsteadOfHanging() async throws {
-        let server = HTTPServer(handler: EchoHandler(delay: .seconds(30)))
+        let handler = EchoHandler(delay: .seconds(30))
+        let server = HTTPServer(handler: handler)
         let port = try server.start()
 
         async let response = RawHTTPClient(port: port).sendOffPool("GET", "/never")
-        try await Task.sleep(for: .milliseconds(300))
+        let giveUp = ContinuousClock.now + .seconds(10)
+        while handler.inFlight.withLock({ $0.now }) == 0, ContinuousClock.now < giveUp {
+            try await Task.sleep(for: .milliseconds(5))
+        }
         server.stop()
 
         #expect(try await response.status == 503)

@@ -171,8 +171,32 @@ import UpstreamSimulators
         }
     }
 
+    /// An AWS upstream that ignores `start` would otherwise hand the same page out forever.
+    @Test func anAWSPageOtherThanTheOneAskedForIsMalformed() async throws {
+        let upstream = ScriptedUpstream()
+        let job = try String(decoding: DialectFixture.bytes("aws/get.json"), as: UTF8.self)
+        let firstPage =
+            #"{"_page": {"pageSize": 1, "start": "0", "totalCount": 3, "next": 1}, "children": ["#
+            + job + "]}"
+        upstream.answer(.init(status: 200, body: Array(firstPage.utf8)))
+
+        try await Self.withScripted(upstream) { demo in
+            let caller = GatewayCaller(demo, orgId: Self.scriptedAWS)
+            let first = try await caller.list("?limit=1")
+            #expect(first.status == 200, "\(first.text)")
+            let next = try #require(try first.jsonObject()["page"] as? [String: Any])["next"] as? String
+
+            let second = try await caller.list("?cursor=" + (try #require(next)))
+
+            let problem = try second.expectProblem(status: 502, type: "/problems/upstream-malformed")
+            #expect(problem.string("detail")?.contains("page 1") == true)
+            #expect(upstream.receivedRequests.last?.queryValue("start") == "1")
+        }
+    }
+
     @Test func anUnreachableUpstreamIsABadGateway() async throws {
-        let port = try closedPort()
+        let (port, reservation) = try closedPort()
+        defer { close(reservation) }
         try await withDemo(configure: { configuration in
             for (orgId, cloud) in [(Self.scriptedAzure, Cloud.azure), (Self.scriptedAWS, .aws)] {
                 configuration.organizations[orgId] = OrganizationRoute(

@@ -5,9 +5,12 @@ public enum GatewayServer {
         server.host = configuration.host
         server.port = configuration.port
         server.maxBodyBytes = 64 * 1024
-        return HTTPServer(configuration: server, handler: gateway) { status, detail in
+        return HTTPServer(configuration: server, handler: gateway) { status, detail, headers in
             let error: GatewayError = status == 413 ? .bodyTooLarge(detail) : .shuttingDown
-            return Gateway.problemResponse(error, requestId: Gateway.requestId(from: HTTPHeaders()))
+            let requestId = Gateway.requestId(from: headers)
+            var response = Gateway.problemResponse(error, requestId: requestId)
+            response.headers.set("x-request-id", requestId)
+            return response
         }
     }
 }

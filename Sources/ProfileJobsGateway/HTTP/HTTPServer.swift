@@ -32,11 +32,13 @@ public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
 public final class HTTPServer: Sendable {
     private let core: ServerCore
 
-    /// - Parameter errorResponse: builds the answers the server gives on its own (413, 503 at shutdown).
+    /// - Parameter errorResponse: builds the answers the server gives on its own (413, 503 at shutdown), given the
+    ///   request's headers.
     public init(
         configuration: HTTPServerConfiguration = .init(),
         handler: any HTTPHandler,
-        errorResponse: @escaping @Sendable (_ status: Int, _ detail: String) -> HTTPResponse = HTTPServer.plainError
+        errorResponse: @escaping @Sendable (_ status: Int, _ detail: String, _ headers: HTTPHeaders) -> HTTPResponse =
+            HTTPServer.plainError
     ) {
         core = ServerCore(configuration: configuration, handler: handler, errorResponse: errorResponse)
     }
@@ -55,7 +57,7 @@ public final class HTTPServer: Sendable {
         core.stop()
     }
 
-    public static func plainError(status: Int, detail: String) -> HTTPResponse {
+    public static func plainError(status: Int, detail: String, headers: HTTPHeaders) -> HTTPResponse {
         HTTPResponse(
             status: status,
             headers: HTTPHeaders([("Content-Type", "text/plain; charset=utf-8")]),
@@ -100,7 +102,7 @@ private final class ServerCore: @unchecked Sendable {
 
     let configuration: HTTPServerConfiguration
     let handler: any HTTPHandler
-    let errorResponse: @Sendable (Int, String) -> HTTPResponse
+    let errorResponse: @Sendable (Int, String, HTTPHeaders) -> HTTPResponse
     let suspended = Mutex(Suspended())
     /// Requests between their request line and their completion callback.
     let liveRequests = Atomic(0)
@@ -112,7 +114,7 @@ private final class ServerCore: @unchecked Sendable {
     init(
         configuration: HTTPServerConfiguration,
         handler: any HTTPHandler,
-        errorResponse: @escaping @Sendable (Int, String) -> HTTPResponse
+        errorResponse: @escaping @Sendable (Int, String, HTTPHeaders) -> HTTPResponse
     ) {
         self.configuration = configuration
         self.handler = handler
@@ -162,7 +164,7 @@ private final class ServerCore: @unchecked Sendable {
             return all
         }
         for context in pending {
-            context.answer = errorResponse(503, "The gateway is shutting down; retry the request.")
+            context.answer = errorResponse(503, "The server is shutting down; retry the request.", context.headers)
             MHD_resume_connection(context.connection)
         }
         waitForLiveRequests(upTo: .seconds(2))
@@ -234,7 +236,7 @@ private final class ServerCore: @unchecked Sendable {
                 return .YES
             }
             if context.bodyTooLarge {
-                return queue(errorResponse(413, bodyTooLargeDetail), on: connection)
+                return queue(errorResponse(413, bodyTooLargeDetail, context.headers), on: connection)
             }
             dispatch(context)
             return .YES

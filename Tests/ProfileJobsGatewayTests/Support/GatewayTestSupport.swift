@@ -201,9 +201,22 @@ final class ScriptedUpstream: HTTPHandler {
 }
 
 /// A loopback port nothing listens on: bound by a server that is stopped again at once.
-func closedPort() throws -> UInt16 {
-    let server = HTTPServer(handler: ScriptedUpstream())
-    let port = try server.start()
-    server.stop()
-    return port
+/// A loopback port that refuses connections for as long as the returned socket stays open: bound but never
+/// listening, so no server started by a test running in parallel can take it.
+func closedPort() throws -> (port: UInt16, socket: Int32) {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+        }
+    }
+    guard fd >= 0, bound else {
+        throw RawHTTPClient.Failure(description: "could not reserve a loopback port")
+    }
+    return (UInt16(bigEndian: address.sin_port), fd)
 }
