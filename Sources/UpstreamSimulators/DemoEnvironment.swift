@@ -67,9 +67,11 @@ public final class DemoEnvironment: Sendable {
     public var azurePort: UInt16 { servers[1].port }
     public var awsPort: UInt16 { servers[2].port }
 
-    /// Stops the gateway first, so nothing is forwarded to a simulator that is already gone.
-    public func stop() {
-        for server in servers {
+    /// Stops the gateway first, letting its calls in flight finish for up to `grace`, so nothing is forwarded to a
+    /// simulator that is already gone.
+    public func stop(grace: Duration = .zero) {
+        servers[0].stop(grace: grace)
+        for server in servers.dropFirst() {
             server.stop()
         }
         transport.shutdown()

@@ -70,7 +70,7 @@ func runDemo(_ arguments: [String]) {
     say(DemoGuide.text(host: host, port: demo.gatewayPort, azurePort: demo.azurePort, awsPort: demo.awsPort))
 
     _ = waitForStopSignal(signals)
-    demo.stop()
+    demo.stop(grace: GatewayServer.drainGrace)
 }
 
 func runServe(_ arguments: [String]) {
@@ -111,7 +111,8 @@ func runServe(_ arguments: [String]) {
         ])
 
     _ = waitForStopSignal(signals)
-    server.stop()
+    logger.info("draining", [("grace.seconds", .int(Int(GatewayServer.drainGrace.components.seconds)))])
+    server.stop(grace: GatewayServer.drainGrace)
     transport.shutdown()
 }
 

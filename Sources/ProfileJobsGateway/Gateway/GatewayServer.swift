@@ -1,5 +1,8 @@
 /// The gateway's listening side: an HTTP server whose own refusals (413, 503 at shutdown) are problems too.
 public enum GatewayServer {
+    /// How long a stopping gateway lets calls in flight finish; a deletion cut off midway leaves its caller unsure.
+    public static let drainGrace = Duration.seconds(10)
+
     public static func make(configuration: GatewayConfiguration, gateway: Gateway) -> HTTPServer {
         var server = HTTPServerConfiguration()
         server.host = configuration.host

@@ -52,9 +52,10 @@ public final class HTTPServer: Sendable {
     /// The bound port, 0 before `start`.
     public var port: UInt16 { core.boundPort }
 
-    /// Answers every suspended request with 503, closes the listening socket and stops the threads.
-    public func stop() {
-        core.stop()
+    /// Stops taking connections, lets requests already being handled finish for up to `grace`, answers the rest
+    /// with 503, and stops the threads. New requests on open connections are answered 503 at once meanwhile.
+    public func stop(grace: Duration = .zero) {
+        core.stop(grace: grace)
     }
 
     public static func plainError(status: Int, detail: String, headers: HTTPHeaders) -> HTTPResponse {
@@ -96,6 +97,9 @@ private final class RequestContext: @unchecked Sendable {
 /// and cleared in `stop` after the daemon's threads are joined; everything else is immutable or behind a Mutex.
 private final class ServerCore: @unchecked Sendable {
     struct Suspended {
+        /// No new request is handed to the handler once set.
+        var draining = false
+        /// No suspended request is resumed by its handler once set; `stop` answers them all itself.
         var stopped = false
         var contexts: [ObjectIdentifier: RequestContext] = [:]
     }
@@ -151,21 +155,26 @@ private final class ServerCore: @unchecked Sendable {
         return boundPort
     }
 
-    func stop() {
+    func stop(grace: Duration) {
         guard let daemon else { return }
         // Quiescing hands the listening socket back to the caller; it may only be closed once the daemon's threads
         // are stopped, and left open it keeps taking connections that nobody will ever answer.
         let listening = MHD_quiesce_daemon(daemon)
+        suspended.withLock { $0.draining = true }
 
-        let pending = suspended.withLock { state in
-            state.stopped = true
-            let all = Array(state.contexts.values)
-            state.contexts.removeAll()
-            return all
+        let deadline = ContinuousClock.now + grace
+        while !suspended.withLock({ $0.contexts.isEmpty }), ContinuousClock.now < deadline {
+            usleep(10_000)
         }
-        for context in pending {
-            context.answer = errorResponse(503, "The server is shutting down; retry the request.", context.headers)
-            MHD_resume_connection(context.connection)
+
+        // Under the lock, so that no handler can resume a connection that this loop resumes too.
+        suspended.withLock { state in
+            state.stopped = true
+            for context in state.contexts.values {
+                context.answer = errorResponse(503, "The server is shutting down; retry the request.", context.headers)
+                MHD_resume_connection(context.connection)
+            }
+            state.contexts.removeAll()
         }
         waitForLiveRequests(upTo: .seconds(2))
 
@@ -178,11 +187,15 @@ private final class ServerCore: @unchecked Sendable {
         selfReference = nil
     }
 
-    /// Gives answers already queued a moment to reach their clients before the daemon closes every socket.
+    /// Gives answers already queued a moment to reach their clients, and requests already sent on accepted
+    /// connections a moment to be read and refused, before the daemon closes every socket: it waits until no
+    /// request has been live for a few consecutive checks.
     private func waitForLiveRequests(upTo limit: Duration) {
         let deadline = ContinuousClock.now + limit
-        while liveRequests.load(ordering: .acquiring) > 0, ContinuousClock.now < deadline {
-            usleep(5_000)
+        var quietChecks = 0
+        while quietChecks < 3, ContinuousClock.now < deadline {
+            usleep(10_000)
+            quietChecks = liveRequests.load(ordering: .acquiring) == 0 ? quietChecks + 1 : 0
         }
     }
 
@@ -223,10 +236,13 @@ private final class ServerCore: @unchecked Sendable {
             context.method = String(cString: method)
             MHD_get_connection_values(
                 connection, .HEADER_KIND, headerCallback, Unmanaged.passUnretained(context).toOpaque())
-            if let length = context.headers["Content-Length"].flatMap(Int.init), length > configuration.maxBodyBytes {
-                context.bodyTooLarge = true
-            }
             context.phase = .body
+            if let length = context.headers["Content-Length"].flatMap(Int.init), length > configuration.maxBodyBytes {
+                // Answering before the body arrives spares reading it, and a client that sent
+                // `Expect: 100-continue` never sends it.
+                context.bodyTooLarge = true
+                return queue(errorResponse(413, bodyTooLargeDetail, context.headers), on: connection)
+            }
             return .YES
 
         case .body:
@@ -238,8 +254,7 @@ private final class ServerCore: @unchecked Sendable {
             if context.bodyTooLarge {
                 return queue(errorResponse(413, bodyTooLargeDetail, context.headers), on: connection)
             }
-            dispatch(context)
-            return .YES
+            return dispatch(context)
 
         case .handling:
             let answer = suspended.withLock { _ in
@@ -269,7 +284,7 @@ private final class ServerCore: @unchecked Sendable {
     }
 
     /// Suspends the connection before the handler can finish, so the resume can never overtake the suspend.
-    private func dispatch(_ context: RequestContext) {
+    private func dispatch(_ context: RequestContext) -> MHD_Result {
         let (path, query) = HTTPRequest.splitTarget(context.target[...])
         var address = [CChar](repeating: 0, count: 64)
         pjg_mhd_client_address(context.connection, &address, address.count)
@@ -280,14 +295,24 @@ private final class ServerCore: @unchecked Sendable {
         context.body = []
 
         context.phase = .handling
-        MHD_suspend_connection(context.connection)
-        suspended.withLock { $0.contexts[ObjectIdentifier(context)] = context }
+        let accepted = suspended.withLock { state in
+            guard !state.draining else { return false }
+            MHD_suspend_connection(context.connection)
+            state.contexts[ObjectIdentifier(context)] = context
+            return true
+        }
+        guard accepted else {
+            return queue(
+                errorResponse(503, "The server is shutting down; retry the request.", context.headers),
+                on: context.connection)
+        }
 
         let handler = self.handler
         Task {
             let answer = await handler.handle(request)
             self.complete(context, with: answer)
         }
+        return .YES
     }
 
     private func complete(_ context: RequestContext, with answer: HTTPResponse) {
