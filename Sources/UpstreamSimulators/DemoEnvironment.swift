@@ -41,9 +41,9 @@ public final class DemoEnvironment: Sendable {
         var configuration = GatewayConfiguration(organizations: [
             // Azure is called by sandbox name; the map only lets answers show the id. AWS finds ids by lookup.
             OrganizationRoute(
-                orgId: Self.azureOrg, cloud: .azure, baseURL: "http://\(host):\(azurePort)",
+                orgId: Self.azureOrg, cloud: .azure, baseURL: "http://\(urlHost(host)):\(azurePort)",
                 sandboxes: ["prod": SimulatorOptions.prodSandboxId]),
-            OrganizationRoute(orgId: Self.awsOrg, cloud: .aws, baseURL: "http://\(host):\(awsPort)"),
+            OrganizationRoute(orgId: Self.awsOrg, cloud: .aws, baseURL: "http://\(urlHost(host)):\(awsPort)"),
         ])
         configuration.host = host
         configuration.port = gatewayPort
@@ -76,4 +76,9 @@ public final class DemoEnvironment: Sendable {
         }
         transport.shutdown()
     }
+}
+
+/// A host as it stands in a URL: IPv6 literals in brackets.
+func urlHost(_ host: String) -> String {
+    host.contains(":") ? "[\(host)]" : host
 }

@@ -3,6 +3,7 @@ import ProfileJobsGateway
 /// What `demo` prints: where things listen and calls to paste.
 public enum DemoGuide {
     public static func text(host: String, port: UInt16, azurePort: UInt16, awsPort: UInt16) -> String {
+        let host = urlHost(host)
         let base = "http://\(host):\(port)/v1/system/jobs"
         let auth = "-H 'Authorization: Bearer demo-service-token' -H 'x-api-key: demo-client'"
         return """

@@ -80,6 +80,20 @@ import Testing
             #"{"sandboxLookup": {"cacheSeconds": "1h"}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
             "sandboxLookup.cacheSeconds"
         ),
+        (
+            #"{"upstream": {"timeoutSeconds": 1e308}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "upstream.timeoutSeconds"
+        ),
+        (
+            #"{"organizations": {\#(org): {"cloud": "aws", "defaultSandbox": "a b"}}}"#,
+            "organizations.a@AdobeOrg.defaultSandbox"
+        ),
+        (
+            #"{"organizations": {\#(org): {"cloud": "aws", "sandboxes": {"../p": "id"}}}}"#,
+            "organizations.a@AdobeOrg.sandboxes.../p"
+        ),
+        (#"{"organizations": {"": {"cloud": "aws"}}}"#, "organizations."),
+        (#"{"organizations": {"a b@AdobeOrg": {"cloud": "aws"}}}"#, "organizations.a b@AdobeOrg"),
         (#"{"organizations": []}"#, "organizations"),
         (#"{"organizations": {}}"#, "organizations"),
         (#"{"listen": {}}"#, "organizations"),

@@ -110,9 +110,43 @@ import UpstreamSimulators
             try await caller.list().expectProblem(status: 400, type: "/problems/sandbox-id-unavailable")
             try await Task.sleep(for: .milliseconds(20))
 
-            caller.token = "svc-token"
-            #expect(try await caller.list().status == 200)
+            try await caller.list().expectProblem(status: 400, type: "/problems/sandbox-id-unavailable")
             #expect(sandboxLookups(demo.aws.receivedRequests).count == 2)
+        }
+    }
+
+    /// A user token's failure is about that token: other credentials look the sandbox up for themselves.
+    @Test func oneCallersFailureIsNotAnothersAnswer() async throws {
+        try await withDemo(configure: { $0.sandboxFailureCacheSeconds = 600 }) { demo in
+            var user = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            user.token = "user-x"
+            try await user.list().expectProblem(status: 400, type: "/problems/sandbox-id-unavailable")
+
+            let service = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            let answer = try await service.list()
+
+            #expect(answer.status == 200, "\(answer.text)")
+            #expect(sandboxLookups(demo.aws.receivedRequests).count == 2)
+        }
+    }
+
+    /// Lookups are shared only among callers with the same credentials, so one bad token in a burst fails alone.
+    @Test func aBadTokenInABurstFailsAlone() async throws {
+        try await withDemo { demo in
+            let outcomes = try await withThrowingTaskGroup(of: (String, Int).self) { group in
+                for index in 0..<12 {
+                    group.addTask {
+                        var caller = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+                        caller.token = index == 0 ? "invalid-x" : "svc-token"
+                        return (caller.token, try await caller.list().status)
+                    }
+                }
+                return try await group.reduce(into: [(String, Int)]()) { $0.append($1) }
+            }
+
+            for (token, status) in outcomes {
+                #expect(status == (token == "invalid-x" ? 401 : 200), "\(token): \(status)")
+            }
         }
     }
 

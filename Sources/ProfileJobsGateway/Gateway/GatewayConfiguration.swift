@@ -78,24 +78,31 @@ extension GatewayConfiguration {
         if let upstream = try root.object("upstream") {
             try upstream.allowOnly(["connectTimeoutSeconds", "timeoutSeconds", "caBundle"])
             configuration.connectTimeoutSeconds =
-                try upstream.positiveNumber("connectTimeoutSeconds") ?? configuration.connectTimeoutSeconds
+                try upstream.seconds("connectTimeoutSeconds", in: 0.01...600) ?? configuration.connectTimeoutSeconds
             configuration.upstreamTimeoutSeconds =
-                try upstream.positiveNumber("timeoutSeconds") ?? configuration.upstreamTimeoutSeconds
+                try upstream.seconds("timeoutSeconds", in: 0.01...3600) ?? configuration.upstreamTimeoutSeconds
             configuration.caBundlePath = try upstream.string("caBundle")
         }
 
         if let lookup = try root.object("sandboxLookup") {
             try lookup.allowOnly(["cacheSeconds", "failureCacheSeconds"])
             configuration.sandboxCacheSeconds =
-                try lookup.positiveNumber("cacheSeconds") ?? configuration.sandboxCacheSeconds
+                try lookup.seconds("cacheSeconds", in: 0.001...604_800) ?? configuration.sandboxCacheSeconds
             configuration.sandboxFailureCacheSeconds =
-                try lookup.positiveNumber("failureCacheSeconds") ?? configuration.sandboxFailureCacheSeconds
+                try lookup.seconds("failureCacheSeconds", in: 0.001...3600) ?? configuration.sandboxFailureCacheSeconds
         }
 
         guard let organizations = try root.object("organizations"), !organizations.fields.isEmpty else {
             throw ConfigurationError(key: "organizations", problem: "name at least one organization to route")
         }
         for orgId in organizations.fields.keys.sorted() {
+            guard !orgId.isEmpty, orgId.utf8.count <= 256,
+                orgId.unicodeScalars.allSatisfy({ $0.value > 0x20 && $0.value < 0x7F })
+            else {
+                throw ConfigurationError(
+                    key: organizations.path(orgId), problem: "an organization id must be printable ASCII without spaces"
+                )
+            }
             configuration.organizations[orgId] = try parseRoute(orgId, try organizations.object(orgId)!)
         }
         return configuration
@@ -125,9 +132,15 @@ extension GatewayConfiguration {
             route.baseURL = trimmed
         }
         route.defaultSandbox = try object.string("defaultSandbox") ?? route.defaultSandbox
+        guard isSandboxName(route.defaultSandbox) else {
+            throw ConfigurationError(key: object.path("defaultSandbox"), problem: sandboxNameRule)
+        }
 
         if let sandboxes = try object.object("sandboxes") {
             for name in sandboxes.fields.keys {
+                guard isSandboxName(name) else {
+                    throw ConfigurationError(key: sandboxes.path(name), problem: sandboxNameRule)
+                }
                 guard let id = try sandboxes.string(name), !id.isEmpty else {
                     throw ConfigurationError(
                         key: sandboxes.path(name), problem: "the sandbox id must be a non-empty string")
@@ -136,6 +149,22 @@ extension GatewayConfiguration {
             }
         }
         return route
+    }
+
+    private static let sandboxNameRule = "a sandbox name is 1 to 128 letters, digits, '-' or '_'"
+
+    /// The same rule callers' sandbox headers are held to, so a configured name can always be asked for.
+    private static func isSandboxName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.count <= 128
+            && name.utf8.allSatisfy { byte in
+                switch byte {
+                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
+                    true
+                default:
+                    false
+                }
+            }
     }
 }
 
@@ -184,10 +213,11 @@ private struct ConfigObject {
         }
     }
 
-    func positiveNumber(_ key: String) throws(ConfigurationError) -> Double? {
+    func seconds(_ key: String, in range: ClosedRange<Double>) throws(ConfigurationError) -> Double? {
         guard let value = try number(key) else { return nil }
-        guard value > 0, value.isFinite else {
-            throw ConfigurationError(key: path(key), problem: "must be greater than 0")
+        guard range.contains(value) else {
+            throw ConfigurationError(
+                key: path(key), problem: "must be from \(range.lowerBound) to \(range.upperBound) seconds")
         }
         return value
     }

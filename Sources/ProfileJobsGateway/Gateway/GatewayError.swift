@@ -13,6 +13,8 @@ public enum GatewayError: Error, Sendable, Equatable {
     case removalNotSupported(orgId: String, jobId: String)
     case sandboxIdUnavailable(orgId: String, sandbox: String)
     case upstreamRefused(cloud: Cloud, UpstreamErrorDetail)
+    /// The Sandbox Management API refused to say which id a sandbox name has.
+    case sandboxLookupRefused(cloud: Cloud, sandbox: String, UpstreamErrorDetail)
     case upstreamFailed(cloud: Cloud, UpstreamErrorDetail)
     case upstreamUnavailable(cloud: Cloud, UpstreamErrorDetail, retryAfter: String?)
     case upstreamUnreachable(cloud: Cloud, reason: String)
@@ -127,6 +129,21 @@ extension GatewayError {
             return Problem(
                 type: "/problems/upstream-refused", title: "The \(cloud.displayName) platform refused the request",
                 status: detail.status, detail: Self.refusalAdvice(cloud, detail), upstream: detail)
+
+        case .sandboxLookupRefused(let cloud, let sandbox, let detail):
+            let said =
+                "The \(cloud.displayName) platform's Sandbox Management API answered HTTP \(detail.status)"
+                + Self.quoted(detail.message) + " when asked for the id of sandbox '\(sandbox)'. "
+            let advice =
+                switch detail.status {
+                case 401: "The access token was not accepted: get a fresh token and retry."
+                case 403: "These credentials may not read this sandbox: check the token, API key and organization."
+                case 404: "Check the sandbox name (x-sandbox-name), or send its id as x-sandbox-id."
+                default: "Send the sandbox's id as x-sandbox-id, or retry later."
+                }
+            return Problem(
+                type: "/problems/upstream-refused", title: "The \(cloud.displayName) platform refused the request",
+                status: detail.status, detail: said + advice, upstream: detail)
 
         case .upstreamFailed(let cloud, let detail):
             return Problem(

@@ -1,5 +1,9 @@
 /// Finds the id of an AWS organization's sandbox from its name: the configured map first, then the Sandbox
 /// Management API, whose answers are cached and whose concurrent lookups of one sandbox share a single call.
+///
+/// A found id is a fact about the organization and serves every caller; a failure may be a fact about one caller's
+/// credentials (a user token sees no ids, an expired token is refused), so failures and shared calls are kept per
+/// credentials, told apart by a hash that never leaves the process.
 public actor SandboxResolver {
     /// Credentials and tracing headers of the caller on whose behalf a lookup is made.
     public struct Caller: Sendable {
@@ -7,6 +11,14 @@ public actor SandboxResolver {
 
         public init(headers: HTTPHeaders) {
             self.headers = headers
+        }
+
+        /// Tells callers' credentials apart without keeping them.
+        var fingerprint: Int {
+            var hasher = Hasher()
+            hasher.combine(headers["Authorization"] ?? "")
+            hasher.combine(headers["x-api-key"] ?? "")
+            return hasher.finalize()
         }
     }
 
@@ -22,6 +34,11 @@ public actor SandboxResolver {
         var name: String
     }
 
+    private struct CallerKey: Hashable {
+        var sandbox: Key
+        var credentials: Int
+    }
+
     private struct Entry {
         var expires: Double
         var outcome: Result<String, GatewayError>
@@ -33,8 +50,9 @@ public actor SandboxResolver {
     private let connectTimeout: Double
     private let totalTimeout: Double
     private let clock: @Sendable () -> Double
-    private var cache: [Key: Entry] = [:]
-    private var inFlight: [Key: Task<Result<String, GatewayError>, Never>] = [:]
+    private var found: [Key: Entry] = [:]
+    private var failed: [CallerKey: Entry] = [:]
+    private var inFlight: [CallerKey: Task<Result<String, GatewayError>, Never>] = [:]
     public private(set) var statistics = Statistics()
 
     public init(
@@ -61,13 +79,19 @@ public actor SandboxResolver {
         }
 
         let key = Key(orgId: route.orgId, name: name)
-        if let entry = cache[key], entry.expires > clock() {
+        let callerKey = CallerKey(sandbox: key, credentials: caller.fingerprint)
+        let now = clock()
+        if let entry = found[key], entry.expires > now {
+            statistics.cacheHits += 1
+            return try entry.outcome.get()
+        }
+        if let entry = failed[callerKey], entry.expires > now {
             statistics.cacheHits += 1
             return try entry.outcome.get()
         }
 
         let lookup: Task<Result<String, GatewayError>, Never>
-        if let running = inFlight[key] {
+        if let running = inFlight[callerKey] {
             statistics.cacheHits += 1
             lookup = running
         } else {
@@ -75,27 +99,31 @@ public actor SandboxResolver {
             let transport = self.transport
             let request = lookupRequest(name, route: route, caller: caller)
             lookup = Task { await Self.lookUp(name, route: route, request: request, transport: transport) }
-            inFlight[key] = lookup
+            inFlight[callerKey] = lookup
         }
 
         let outcome = await lookup.value
-        if inFlight[key] == lookup {
-            inFlight[key] = nil
-            remember(outcome, for: key)
+        if inFlight[callerKey] == lookup {
+            inFlight[callerKey] = nil
+            remember(outcome, for: callerKey)
         }
         return try outcome.get()
     }
 
-    /// Successes for long, answers about the sandbox itself briefly, and the caller's own credential problems not at
-    /// all: one caller's expired token must not block the next caller.
-    private func remember(_ outcome: Result<String, GatewayError>, for key: Key) {
+    /// Ids for long and for everyone; failures briefly and only for the same credentials, except refused
+    /// credentials, which are not remembered at all (the caller will come back with a fresh token).
+    private func remember(_ outcome: Result<String, GatewayError>, for key: CallerKey) {
         switch outcome {
         case .success:
-            cache[key] = Entry(expires: clock() + successSeconds, outcome: outcome)
-        case .failure(.upstreamRefused(_, let detail)) where detail.status == 401 || detail.status == 403:
-            cache[key] = nil
+            found[key.sandbox] = Entry(expires: clock() + successSeconds, outcome: outcome)
+        case .failure(.sandboxLookupRefused(_, _, let detail)) where detail.status == 401 || detail.status == 403:
+            failed[key] = nil
         case .failure:
-            cache[key] = Entry(expires: clock() + failureSeconds, outcome: outcome)
+            failed[key] = Entry(expires: clock() + failureSeconds, outcome: outcome)
+        }
+        if failed.count > 10_000 {
+            let now = clock()
+            failed = failed.filter { $0.value.expires > now }
         }
     }
 
@@ -122,7 +150,11 @@ public actor SandboxResolver {
         }
 
         guard (200..<300).contains(response.status) else {
-            return .failure(GatewayError(upstreamStatus: response, cloud: route.cloud))
+            let failure = GatewayError(upstreamStatus: response, cloud: route.cloud)
+            if case .upstreamRefused(let cloud, let detail) = failure {
+                return .failure(.sandboxLookupRefused(cloud: cloud, sandbox: name, detail))
+            }
+            return .failure(failure)
         }
         do {
             let sandbox = try SandboxManagementDialect.readSandbox(response.body)
