@@ -49,6 +49,37 @@ import UpstreamSimulators
         }
     }
 
+    /// Jobs created while a tool walks the list push older jobs to later offsets; the walk still hands out every
+    /// job that existed when it began exactly once.
+    @Test(arguments: Upstream.allCases)
+    func jobsCreatedDuringAWalkNeitherRepeatNorHideOthers(upstream: Upstream) async throws {
+        try await withDemo(awsOptions: upstream.awsOptions) { demo in
+            let caller = GatewayCaller(demo, orgId: upstream.cloud.orgId)
+            for index in 1...7 {
+                _ = try await caller.createDatasetDelete("5c8c3c555033b814b69f91\(index)0")
+            }
+            let before = Set(try await walkList(caller, limit: 100).ids)
+            #expect(before.count == 9)
+
+            var seen: [String] = []
+            var query = "?limit=2"
+            var pages = 0
+            while pages < 20 {
+                pages += 1
+                let body = try await caller.list(query).jsonObject()
+                seen += (body["jobs"] as? [[String: Any]] ?? []).compactMap { $0.string("id") }
+                if pages <= 3 {
+                    _ = try await caller.createDatasetDelete("5c8c3c555033b814b69f92\(pages)0")
+                }
+                guard let next = body.object("page").string("next") else { break }
+                query = "?cursor=" + next
+            }
+
+            #expect(seen.count == Set(seen).count, "no job twice: \(seen)")
+            #expect(before.isSubset(of: Set(seen)), "every job that existed when the walk began")
+        }
+    }
+
     @Test(arguments: ["0", "101", "x", "-1", "3.5", ""])
     func invalidLimitIsAQueryProblem(limit: String) async throws {
         try await withDemo { demo in

@@ -97,10 +97,11 @@ public final class Gateway: HTTPHandler {
         let position = try Self.listPosition(request)
         let call = try await prepareCall(request, requestId: requestId)
 
-        let page: (jobs: [SystemJob], next: ListCursor?, total: Int?)
-        switch call.route.cloud {
-        case .azure: page = try await listAzure(call, at: position)
-        case .aws: page = try await listAWS(call, at: position)
+        let page = try await ListPager.page(from: position) { (offset, limit) throws(GatewayError) in
+            switch call.route.cloud {
+            case .azure: try await azureWindow(call, offset: offset, limit: limit)
+            case .aws: try await awsWindow(call, offset: offset, limit: limit)
+            }
         }
 
         let jobs = page.jobs.map { call.complete($0) }
@@ -150,48 +151,37 @@ public final class Gateway: HTTPHandler {
 
     // MARK: Lists
 
-    /// Azure pages by offset natively: one upstream call per page.
-    private func listAzure(
-        _ call: UpstreamCall,
-        at position: ListCursor
-    ) async throws(GatewayError) -> (jobs: [SystemJob], next: ListCursor?, total: Int?) {
-        let query = "?start=\(position.offset)&limit=\(position.limit)"
-        let page = try readList(try await send(call, method: "GET", path: query), call)
-
-        let more = !(page.next ?? "").isEmpty && !page.jobs.isEmpty
-        let next = more ? ListCursor(offset: position.offset + page.jobs.count, limit: position.limit) : nil
-        return (page.jobs, next, page.total)
+    /// Azure pages by offset natively; its opaque `next` token only says whether more jobs follow.
+    private func azureWindow(_ call: UpstreamCall, offset: Int, limit: Int) async throws(GatewayError) -> UpstreamWindow
+    {
+        let page = try readList(try await send(call, method: "GET", path: "?start=\(offset)&limit=\(limit)"), call)
+        let isLast = (page.next ?? "").isEmpty || page.jobs.count < limit
+        return UpstreamWindow(jobs: page.jobs, isLast: isLast, total: page.total)
     }
 
-    /// AWS answers either a bare array (no paging, order undocumented) or numbered pages; the gateway pages the
-    /// array itself, newest first, and trusts `totalCount` rather than `next`, which the platform sets even on the
-    /// last page.
-    private func listAWS(
-        _ call: UpstreamCall,
-        at position: ListCursor
-    ) async throws(GatewayError) -> (jobs: [SystemJob], next: ListCursor?, total: Int?) {
-        let pageNumber = position.offset / position.limit
-        let query = "?start=\(pageNumber)&limit=\(position.limit)"
-        let page = try readList(try await send(call, method: "GET", path: query), call)
+    /// AWS answers either a bare array (no paging, order undocumented) or numbered pages of `limit` jobs. The
+    /// gateway sorts the array itself, newest first, and in numbered pages trusts `totalCount` rather than `next`,
+    /// which the platform sets even on the last page.
+    private func awsWindow(_ call: UpstreamCall, offset: Int, limit: Int) async throws(GatewayError) -> UpstreamWindow {
+        let pageNumber = offset / limit
+        let skip = offset - pageNumber * limit
+        let page = try readList(try await send(call, method: "GET", path: "?start=\(pageNumber)&limit=\(limit)"), call)
 
         switch page.shape {
         case .awsArray:
             // TODO: the older AWS dialect returns at most 100 jobs; tell callers when the window may be incomplete.
             let sorted = page.jobs.sorted(by: SystemJob.newestFirst)
-            let window = sorted.dropFirst(position.offset).prefix(position.limit)
-            let end = position.offset + window.count
-            let next = end < sorted.count ? ListCursor(offset: end, limit: position.limit) : nil
-            return (Array(window), next, sorted.count)
+            let window = Array(sorted.dropFirst(offset).prefix(limit))
+            return UpstreamWindow(jobs: window, isLast: offset + window.count >= sorted.count, total: sorted.count)
 
         case .awsPaged, .azurePaged:
             if let start = page.start, start != pageNumber {
                 throw .upstreamMalformed(
                     cloud: call.route.cloud, reason: "asked for list page \(pageNumber), the answer is page \(start)")
             }
-            let end = position.offset + page.jobs.count
-            let more = page.total.map { end < $0 } ?? (page.jobs.count == position.limit)
-            let next = more && !page.jobs.isEmpty ? ListCursor(offset: end, limit: position.limit) : nil
-            return (page.jobs, next, page.total)
+            let end = pageNumber * limit + page.jobs.count
+            let isLast = page.total.map { end >= $0 } ?? (page.jobs.count < limit)
+            return UpstreamWindow(jobs: Array(page.jobs.dropFirst(skip)), isLast: isLast, total: page.total)
         }
     }
 

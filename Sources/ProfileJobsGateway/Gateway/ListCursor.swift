@@ -1,37 +1,74 @@
 import FoundationEssentials
 
-/// Where a walk through the job list stands: an offset into the newest-first list and the page size.
+/// Where a walk through the job list stands, opaque to callers (base64url) so its encoding can change.
 ///
-/// Opaque to callers (base64url), so the encoding can change without breaking them; offsets rather than upstream
-/// tokens, because both clouds accept an offset and only Azure has tokens.
+/// Both clouds page by offset, and offsets shift when jobs are created during a walk. So besides the upstream
+/// offset the cursor keeps the last job handed out (its creation time and the ids handed out at that time) and the
+/// order the upstream lists in: the next page skips what was already handed out, whatever moved.
 struct ListCursor: Equatable {
-    var offset: Int
-    var limit: Int
-
-    var encoded: String {
-        let text = "v1:\(offset):\(limit)"
-        let base64 = Data(text.utf8).base64EncodedString()
-        return String(base64.compactMap { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 == "=" ? nil : $0 })
+    /// Newest first (`descending`) or oldest first, as the upstream was seen to list.
+    enum Order: String {
+        case descending = "d"
+        case ascending = "a"
     }
 
-    init(offset: Int, limit: Int) {
+    /// The last job handed out: its creation time and the ids handed out with that same time.
+    struct Boundary: Equatable {
+        var createdAt: String
+        var ids: [String]
+    }
+
+    var offset: Int
+    var limit: Int
+    var order: Order = .descending
+    var boundary: Boundary?
+
+    init(offset: Int, limit: Int, order: Order = .descending, boundary: Boundary? = nil) {
         self.offset = offset
         self.limit = limit
+        self.order = order
+        self.boundary = boundary
+    }
+
+    var encoded: String {
+        var fields = ["v1", String(offset), String(limit), order.rawValue]
+        if let boundary {
+            fields.append(boundary.createdAt)
+            fields.append(boundary.ids.joined(separator: ","))
+        }
+        let base64 = Data(fields.joined(separator: "|").utf8).base64EncodedString()
+        return String(base64.compactMap { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 == "=" ? nil : $0 })
     }
 
     /// Nil for anything this gateway did not hand out.
     init?(encoded: String) {
-        guard encoded.count <= 64 else { return nil }
+        guard encoded.count <= 4096 else { return nil }
         var base64 = String(encoded.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
         guard let data = Data(base64Encoded: base64) else { return nil }
 
-        let parts = String(decoding: data, as: UTF8.self).split(separator: ":")
-        guard parts.count == 3, parts[0] == "v1", let offset = Int(parts[1]), let limit = Int(parts[2]),
-            offset >= 0, offset <= 1_000_000, GatewayLimits.pageSizes.contains(limit)
+        let fields = String(decoding: data, as: UTF8.self).split(separator: "|", omittingEmptySubsequences: false)
+        guard fields.count == 4 || fields.count == 6, fields[0] == "v1", let offset = Int(fields[1]),
+            let limit = Int(fields[2]), let order = Order(rawValue: String(fields[3])), offset >= 0,
+            offset <= 1_000_000, GatewayLimits.pageSizes.contains(limit)
         else { return nil }
-        self.offset = offset
-        self.limit = limit
+        self.init(offset: offset, limit: limit, order: order)
+
+        if fields.count == 6 {
+            let ids = fields[5].split(separator: ",").map(String.init)
+            guard !fields[4].isEmpty, !ids.isEmpty, ids.count <= GatewayLimits.pageSizes.upperBound else { return nil }
+            boundary = Boundary(createdAt: String(fields[4]), ids: ids)
+        }
+    }
+
+    /// Whether `job` comes after the boundary in the walk's order: not handed out yet.
+    func isAhead(_ job: SystemJob) -> Bool {
+        guard let boundary else { return true }
+        let time = job.createdAt ?? ""
+        if time == boundary.createdAt {
+            return !boundary.ids.contains(job.id)
+        }
+        return order == .descending ? time < boundary.createdAt : time > boundary.createdAt
     }
 }
 
@@ -40,4 +77,65 @@ enum GatewayLimits {
     static let pageSizes = 1...100
     static let defaultPageSize = 20
     static let maxIdLength = 128
+    /// Upstream calls one list page may take when jobs handed out earlier have to be skipped.
+    static let upstreamCallsPerPage = 5
+}
+
+/// A run of jobs an upstream returned from some offset on, in its own order.
+struct UpstreamWindow {
+    var jobs: [SystemJob]
+    /// No job follows this window.
+    var isLast: Bool
+    var total: Int?
+}
+
+/// Cuts pages out of an upstream list that only pages by offset: skips what earlier pages handed out, reads
+/// further upstream windows until the page is full, and says where the next page starts. Free of I/O, so the
+/// rules can be tested on their own.
+enum ListPager {
+    static func page(
+        from cursor: ListCursor,
+        fetch: (_ offset: Int, _ limit: Int) async throws(GatewayError) -> UpstreamWindow
+    ) async throws(GatewayError) -> (jobs: [SystemJob], next: ListCursor?, total: Int?) {
+        var walk = cursor
+        var jobs: [SystemJob] = []
+        var total: Int?
+        var exhausted = false
+
+        for _ in 0..<GatewayLimits.upstreamCallsPerPage where jobs.count < walk.limit && !exhausted {
+            let window = try await fetch(walk.offset, walk.limit)
+            total = window.total ?? total
+            if walk.boundary == nil, let order = observedOrder(window.jobs) {
+                walk.order = order
+            }
+
+            var used = 0
+            for job in window.jobs where jobs.count < walk.limit {
+                used += 1
+                if walk.isAhead(job) {
+                    jobs.append(job)
+                }
+            }
+            walk.offset += used
+            exhausted = window.isLast && used == window.jobs.count || window.jobs.isEmpty
+        }
+
+        guard !exhausted, let last = jobs.last else {
+            return (jobs, exhausted ? nil : walk, total)
+        }
+        let time = last.createdAt ?? ""
+        var ids = jobs.filter { ($0.createdAt ?? "") == time }.map(\.id)
+        if let boundary = walk.boundary, boundary.createdAt == time {
+            ids = boundary.ids + ids
+        }
+        walk.boundary = ListCursor.Boundary(createdAt: time, ids: Array(ids.suffix(GatewayLimits.pageSizes.upperBound)))
+        return (jobs, walk, total)
+    }
+
+    /// The order of a window whose creation times tell it: newest first unless they rise.
+    private static func observedOrder(_ jobs: [SystemJob]) -> ListCursor.Order? {
+        let times = jobs.compactMap(\.createdAt)
+        guard let first = times.first, let last = times.last, first != last else { return nil }
+        return first < last ? .ascending : .descending
+    }
 }
