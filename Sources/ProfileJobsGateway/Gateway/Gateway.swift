@@ -258,6 +258,8 @@ public final class Gateway: HTTPHandler {
         guard !request.body.isEmpty else {
             throw .invalidBody("The body is empty")
         }
+        // TODO: refuse a key given twice; Foundation's decoder keeps the first silently, and a deletion must not
+        // be guessed at. Needs a parser that reports duplicates.
         guard let document = JSONValue.parse(request.body) else {
             throw .invalidBody("The body is not valid JSON")
         }
