@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import ProfileJobsGateway
@@ -66,6 +67,26 @@ import Testing
             upstream.jobs.insert(Self.job("new\(page)", 40), at: 0)
         }
         #expect(ids == (0..<8).map { "j\($0)" })
+    }
+
+    /// Bulk creation on Azure puts hundreds of jobs in one second; every cursor of the walk must still be accepted.
+    @Test func hundredsOfJobsInOneSecondKeepCursorsShortAndTheWalkWhole() async throws {
+        let upstream = Upstream((0..<650).map { Self.job(String(format: "j%03d", $0), 30) })
+        var longest = 0
+        var ids: [String] = []
+        var cursor = ListCursor(offset: 0, limit: 100)
+        for page in 0..<20 {
+            let result = try await ListPager.page(from: cursor) { (offset, limit) throws(GatewayError) in
+                upstream.window(offset, limit)
+            }
+            ids += result.jobs.map(\.id)
+            upstream.jobs.insert(Self.job("new\(page)", 40), at: 0)
+            guard let next = result.next else { break }
+            longest = max(longest, next.encoded.count)
+            cursor = try #require(ListCursor(encoded: next.encoded), "cursor of \(next.encoded.count) characters")
+        }
+        #expect(ids == (0..<650).map { String(format: "j%03d", $0) })
+        #expect(longest <= 8192)
     }
 
     @Test func anEndingWindowGivesNoNextCursor() async throws {
