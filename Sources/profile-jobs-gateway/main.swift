@@ -70,6 +70,7 @@ func runDemo(_ arguments: [String]) {
     say(DemoGuide.text(host: host, port: demo.gatewayPort, azurePort: demo.azurePort, awsPort: demo.awsPort))
 
     _ = waitForStopSignal(signals)
+    say("Stopping: calls in flight may finish for up to \(GatewayServer.drainGrace.components.seconds) s.")
     demo.stop(grace: GatewayServer.drainGrace)
 }
 

@@ -13,7 +13,7 @@ import Testing
             """
             {
               "listen": {"host": "0.0.0.0", "port": 9090},
-              "upstream": {"connectTimeoutSeconds": 2, "timeoutSeconds": 12.5, "caBundle": "/etc/ssl/ca.pem"},
+              "upstream": {"connectTimeoutSeconds": 2, "timeoutSeconds": 12.5, "caBundle": "/etc/ssl/certs/ca-certificates.crt"},
               "sandboxLookup": {"cacheSeconds": 600, "failureCacheSeconds": 3},
               "organizations": {
                 "a@AdobeOrg": {"cloud": "azure"},
@@ -28,7 +28,7 @@ import Testing
         #expect(configuration.port == 9090)
         #expect(configuration.connectTimeoutSeconds == 2)
         #expect(configuration.upstreamTimeoutSeconds == 12.5)
-        #expect(configuration.caBundlePath == "/etc/ssl/ca.pem")
+        #expect(configuration.caBundlePath == "/etc/ssl/certs/ca-certificates.crt")
         #expect(configuration.sandboxCacheSeconds == 600)
         #expect(configuration.sandboxFailureCacheSeconds == 3)
         #expect(
@@ -94,6 +94,12 @@ import Testing
         ),
         (#"{"organizations": {"": {"cloud": "aws"}}}"#, "organizations."),
         (#"{"organizations": {"a b@AdobeOrg": {"cloud": "aws"}}}"#, "organizations.a b@AdobeOrg"),
+        (
+            #"{"organizations": {\#(org): {"cloud": "aws", "sandboxes": {"prod": "abc\r\nX-Injected: yes"}}}}"#,
+            "organizations.a@AdobeOrg.sandboxes.prod"
+        ),
+        (#"{"listen": {"host": "localhost"}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "listen.host"),
+        (#"{"upstream": {"caBundle": ""}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "upstream.caBundle"),
         (#"{"organizations": []}"#, "organizations"),
         (#"{"organizations": {}}"#, "organizations"),
         (#"{"listen": {}}"#, "organizations"),

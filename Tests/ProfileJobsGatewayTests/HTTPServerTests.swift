@@ -142,6 +142,34 @@ private final class EchoHandler: HTTPHandler {
         #expect(try await response.status == 201)
     }
 
+    /// The access log hears of answers the server makes itself, with the status the client really got.
+    @Test func theAccessLogRecordsWhatWasSent() async throws {
+        let logged = Mutex([(String, Int)]())
+        var configuration = HTTPServerConfiguration()
+        configuration.maxBodyBytes = 10
+        let handler = EchoHandler(delay: .seconds(30))
+        let server = HTTPServer(
+            configuration: configuration, handler: handler, errorResponse: HTTPServer.plainError,
+            accessLog: { exchange in logged.withLock { $0.append((exchange.path, exchange.response.status)) } })
+        let port = try server.start()
+
+        let refused = try await RawHTTPClient(port: port).sendOffPool(
+            "POST", "/big?x=1", body: Array(repeating: 1, count: 50))
+        async let cutOff = RawHTTPClient(port: port).sendOffPool("GET", "/slow")
+        let giveUp = ContinuousClock.now + .seconds(10)
+        while handler.inFlight.withLock({ $0.now }) == 0, ContinuousClock.now < giveUp {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        server.stop()
+
+        #expect(refused.status == 413)
+        #expect(try await cutOff.status == 503)
+        let lines = logged.withLock { $0 }
+        #expect(lines.count == 2)
+        #expect(lines.contains { $0 == ("/big", 413) })
+        #expect(lines.contains { $0 == ("/slow", 503) })
+    }
+
     /// Requests keep arriving while the server stops: every request the server handed to its handler gets a whole
     /// answer, and the process survives (a connection suspended after stop began used to abort it inside
     /// libmicrohttpd). Connections still in the kernel's accept backlog may be reset when the listener closes.

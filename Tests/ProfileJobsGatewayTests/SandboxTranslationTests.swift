@@ -213,6 +213,24 @@ import UpstreamSimulators
         }
     }
 
+    /// A name and an id together could reach different sandboxes on the two clouds, so they must agree.
+    @Test func aSandboxNameAndIdThatMayDisagreeAreRefused() async throws {
+        try await withDemo(configure: {
+            $0.organizations[DemoEnvironment.awsOrg]?.sandboxes = ["prod": SimulatorOptions.prodSandboxId]
+        }) { demo in
+            for orgId in [DemoEnvironment.azureOrg, DemoEnvironment.awsOrg] {
+                let caller = GatewayCaller(demo, orgId: orgId)
+                let both = [("x-sandbox-name", "dev"), ("x-sandbox-id", SimulatorOptions.prodSandboxId)]
+                try await caller.list(headers: both).expectProblem(status: 400, type: "/problems/invalid-header")
+
+                let agreeing = [("x-sandbox-name", "prod"), ("x-sandbox-id", SimulatorOptions.prodSandboxId)]
+                #expect(try await caller.list(headers: agreeing).status == 200)
+            }
+            #expect(jobCalls(demo.aws.receivedRequests).count == 1)
+            #expect(jobCalls(demo.azure.receivedRequests).count == 1)
+        }
+    }
+
     @Test func azureRefusesAnIdItCannotName() async throws {
         try await withDemo { demo in
             let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)

@@ -16,7 +16,6 @@ public final class Gateway: HTTPHandler {
     }
 
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
-        let started = ContinuousClock.now
         let requestId = Self.requestId(from: request.headers)
 
         var response: HTTPResponse
@@ -26,16 +25,21 @@ public final class Gateway: HTTPHandler {
             response = Self.problemResponse(error, requestId: requestId)
         }
         response.headers.set("x-request-id", requestId)
+        return response
+    }
 
+    /// The access log: one line per answered request, with the status really sent (the server's own 413 and 503
+    /// included); never a header value other than the organization and the request id.
+    public func log(_ exchange: HTTPExchange) {
         logger.info(
             "request",
             [
-                ("http.method", .string(request.method)), ("http.path", .string(request.path)),
-                ("http.status", .int(response.status)), ("org", .string(request.headers["x-gw-ims-org-id"] ?? "")),
-                ("request.id", .string(requestId)),
-                ("duration.seconds", .double((ContinuousClock.now - started).seconds)),
+                ("http.method", .string(exchange.method)), ("http.path", .string(exchange.path)),
+                ("http.status", .int(exchange.response.status)),
+                ("org", .string(exchange.requestHeaders["x-gw-ims-org-id"] ?? "")),
+                ("request.id", .string(exchange.response.headers["x-request-id"] ?? "")),
+                ("duration.seconds", .double(exchange.seconds)),
             ])
-        return response
     }
 
     /// The answer for any failure, in the one problem format.
@@ -338,6 +342,13 @@ public final class Gateway: HTTPHandler {
         let givenId = request.headers["x-sandbox-id"].flatMap { $0.isEmpty ? nil : $0 }
         if let givenName { try Self.checkSandbox(givenName, header: "x-sandbox-name") }
         if let givenId { try Self.checkSandbox(givenId, header: "x-sandbox-id") }
+
+        if let givenName, let givenId, route.sandboxes[givenName] != givenId {
+            throw .invalidHeader(
+                name: "x-sandbox-id",
+                reason: "and x-sandbox-name were both sent, and the gateway cannot tell that they name the same "
+                    + "sandbox: send only one of them")
+        }
 
         if let givenId {
             let knownName = route.sandboxes.first { $0.value == givenId }?.key

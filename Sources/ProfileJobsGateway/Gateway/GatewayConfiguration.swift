@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 
 /// Where one organization's calls go.
 public struct OrganizationRoute: Sendable, Equatable {
@@ -70,6 +71,14 @@ extension GatewayConfiguration {
         if let listen = try root.object("listen") {
             try listen.allowOnly(["host", "port"])
             configuration.host = try listen.string("host") ?? configuration.host
+            var probe = in6_addr()
+            guard
+                inet_pton(AF_INET, configuration.host, &probe) == 1
+                    || inet_pton(AF_INET6, configuration.host, &probe) == 1
+            else {
+                throw ConfigurationError(
+                    key: listen.path("host"), problem: "'\(configuration.host)' is not an IPv4 or IPv6 address literal")
+            }
             if let port = try listen.integer("port", in: 1...65535) {
                 configuration.port = UInt16(port)
             }
@@ -82,6 +91,9 @@ extension GatewayConfiguration {
             configuration.upstreamTimeoutSeconds =
                 try upstream.seconds("timeoutSeconds", in: 0.01...3600) ?? configuration.upstreamTimeoutSeconds
             configuration.caBundlePath = try upstream.string("caBundle")
+            if let path = configuration.caBundlePath, access(path, R_OK) != 0 {
+                throw ConfigurationError(key: upstream.path("caBundle"), problem: "'\(path)' is not a readable file")
+            }
         }
 
         if let lookup = try root.object("sandboxLookup") {
@@ -123,11 +135,12 @@ extension GatewayConfiguration {
         if let baseURL = try object.string("baseURL") {
             let trimmed = baseURL.hasSuffix("/") ? String(baseURL.dropLast()) : baseURL
             guard trimmed.hasPrefix("https://") || trimmed.hasPrefix("http://"), !trimmed.contains("?"),
-                trimmed.split(separator: "/").count >= 2
+                !trimmed.contains("#"), trimmed.split(separator: "/").count >= 2
             else {
                 throw ConfigurationError(
                     key: object.path("baseURL"),
-                    problem: "'\(baseURL)' is not an http(s) URL like https://platform.adobe.io")
+                    problem:
+                        "'\(baseURL)' is not an http(s) URL without query or fragment, like https://platform.adobe.io")
             }
             route.baseURL = trimmed
         }
@@ -141,9 +154,9 @@ extension GatewayConfiguration {
                 guard isSandboxName(name) else {
                     throw ConfigurationError(key: sandboxes.path(name), problem: sandboxNameRule)
                 }
-                guard let id = try sandboxes.string(name), !id.isEmpty else {
+                guard let id = try sandboxes.string(name), isSandboxName(id) else {
                     throw ConfigurationError(
-                        key: sandboxes.path(name), problem: "the sandbox id must be a non-empty string")
+                        key: sandboxes.path(name), problem: "a sandbox id is 1 to 128 letters, digits, '-' or '_'")
                 }
                 route.sandboxes[name] = id
             }

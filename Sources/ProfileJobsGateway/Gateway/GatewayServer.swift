@@ -8,12 +8,15 @@ public enum GatewayServer {
         server.host = configuration.host
         server.port = configuration.port
         server.maxBodyBytes = 64 * 1024
-        return HTTPServer(configuration: server, handler: gateway) { status, detail, headers in
-            let error: GatewayError = status == 413 ? .bodyTooLarge(detail) : .shuttingDown
-            let requestId = Gateway.requestId(from: headers)
-            var response = Gateway.problemResponse(error, requestId: requestId)
-            response.headers.set("x-request-id", requestId)
-            return response
-        }
+        return HTTPServer(
+            configuration: server, handler: gateway,
+            errorResponse: { status, detail, headers in
+                let error: GatewayError = status == 413 ? .bodyTooLarge(detail) : .shuttingDown
+                let requestId = Gateway.requestId(from: headers)
+                var response = Gateway.problemResponse(error, requestId: requestId)
+                response.headers.set("x-request-id", requestId)
+                return response
+            },
+            accessLog: { gateway.log($0) })
     }
 }

@@ -22,6 +22,16 @@ public struct HTTPServerConfiguration: Sendable {
     public init() {}
 }
 
+/// One answered request, as the access log sees it: what was asked and what was really sent.
+public struct HTTPExchange: Sendable {
+    public var method: String
+    /// The path without the query string.
+    public var path: String
+    public var requestHeaders: HTTPHeaders
+    public var response: HTTPResponse
+    public var seconds: Double
+}
+
 /// Why the server could not start.
 public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
     public var description: String
@@ -32,15 +42,19 @@ public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
 public final class HTTPServer: Sendable {
     private let core: ServerCore
 
-    /// - Parameter errorResponse: builds the answers the server gives on its own (413, 503 at shutdown), given the
-    ///   request's headers.
+    /// - Parameters:
+    ///   - errorResponse: builds the answers the server gives on its own (413, 503 at shutdown), given the
+    ///     request's headers.
+    ///   - accessLog: told of every answer queued, whoever made it, with the status actually sent.
     public init(
         configuration: HTTPServerConfiguration = .init(),
         handler: any HTTPHandler,
         errorResponse: @escaping @Sendable (_ status: Int, _ detail: String, _ headers: HTTPHeaders) -> HTTPResponse =
-            HTTPServer.plainError
+            HTTPServer.plainError,
+        accessLog: (@Sendable (HTTPExchange) -> Void)? = nil
     ) {
-        core = ServerCore(configuration: configuration, handler: handler, errorResponse: errorResponse)
+        core = ServerCore(
+            configuration: configuration, handler: handler, errorResponse: errorResponse, accessLog: accessLog)
     }
 
     /// Binds and starts serving; returns the bound port.
@@ -80,6 +94,7 @@ private final class RequestContext: @unchecked Sendable {
 
     let target: String
     let connection: OpaquePointer
+    let started = ContinuousClock.now
     var phase = Phase.headers
     var method = ""
     var headers = HTTPHeaders()
@@ -107,6 +122,7 @@ private final class ServerCore: @unchecked Sendable {
     let configuration: HTTPServerConfiguration
     let handler: any HTTPHandler
     let errorResponse: @Sendable (Int, String, HTTPHeaders) -> HTTPResponse
+    let accessLog: (@Sendable (HTTPExchange) -> Void)?
     let suspended = Mutex(Suspended())
     /// Requests between their request line and their completion callback.
     let liveRequests = Atomic(0)
@@ -118,11 +134,13 @@ private final class ServerCore: @unchecked Sendable {
     init(
         configuration: HTTPServerConfiguration,
         handler: any HTTPHandler,
-        errorResponse: @escaping @Sendable (Int, String, HTTPHeaders) -> HTTPResponse
+        errorResponse: @escaping @Sendable (Int, String, HTTPHeaders) -> HTTPResponse,
+        accessLog: (@Sendable (HTTPExchange) -> Void)?
     ) {
         self.configuration = configuration
         self.handler = handler
         self.errorResponse = errorResponse
+        self.accessLog = accessLog
     }
 
     func start() throws(HTTPServerError) -> UInt16 {
@@ -241,7 +259,7 @@ private final class ServerCore: @unchecked Sendable {
                 // Answering before the body arrives spares reading it, and a client that sent
                 // `Expect: 100-continue` never sends it.
                 context.bodyTooLarge = true
-                return queue(errorResponse(413, bodyTooLargeDetail, context.headers), on: connection)
+                return queue(errorResponse(413, bodyTooLargeDetail, context.headers), for: context)
             }
             return .YES
 
@@ -252,7 +270,7 @@ private final class ServerCore: @unchecked Sendable {
                 return .YES
             }
             if context.bodyTooLarge {
-                return queue(errorResponse(413, bodyTooLargeDetail, context.headers), on: connection)
+                return queue(errorResponse(413, bodyTooLargeDetail, context.headers), for: context)
             }
             return dispatch(context)
 
@@ -263,7 +281,7 @@ private final class ServerCore: @unchecked Sendable {
                 return answer
             }
             guard let answer else { return .YES }
-            return queue(answer, on: connection)
+            return queue(answer, for: context)
         }
     }
 
@@ -303,8 +321,7 @@ private final class ServerCore: @unchecked Sendable {
         }
         guard accepted else {
             return queue(
-                errorResponse(503, "The server is shutting down; retry the request.", context.headers),
-                on: context.connection)
+                errorResponse(503, "The server is shutting down; retry the request.", context.headers), for: context)
         }
 
         let handler = self.handler
@@ -323,7 +340,15 @@ private final class ServerCore: @unchecked Sendable {
         }
     }
 
-    private func queue(_ response: HTTPResponse, on connection: OpaquePointer) -> MHD_Result {
+    private func queue(_ response: HTTPResponse, for context: RequestContext) -> MHD_Result {
+        if let accessLog {
+            let path = context.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+            accessLog(
+                HTTPExchange(
+                    method: context.method, path: path, requestHeaders: context.headers, response: response,
+                    seconds: (ContinuousClock.now - context.started).seconds))
+        }
+        let connection = context.connection
         let created = response.body.withUnsafeBytes { bytes in
             MHD_create_response_from_buffer(
                 bytes.count, UnsafeMutableRawPointer(mutating: bytes.baseAddress), .RESPMEM_MUST_COPY)
