@@ -75,12 +75,25 @@ public final class Gateway: HTTPHandler {
 
     private static let collection = "/v1/system/jobs"
 
+    /// The canonical surface: reads the caller's HTTP request, runs the operation, writes the canonical answer.
     private func route(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
         if request.path == Self.collection {
             switch request.method {
-            case "GET": return try await listJobs(request, requestId: requestId)
-            case "POST": return try await createJob(request, requestId: requestId)
-            default: throw .methodNotAllowed(method: request.method, allowed: ["GET", "POST"])
+            case "GET":
+                let position = try Self.listPosition(request)
+                let page = try await listJobs(request, at: position, requestId: requestId)
+                return .json(
+                    200,
+                    CanonicalJSON.list(page.jobs, limit: position.limit, next: page.next?.encoded, total: page.total))
+
+            case "POST":
+                let job = try await createJob(try Self.readDeleteRequest(request), request, requestId: requestId)
+                var answer = HTTPResponse.json(201, CanonicalJSON.job(job))
+                answer.headers.add("Location", Self.collection + "/" + job.id)
+                return answer
+
+            default:
+                throw .methodNotAllowed(method: request.method, allowed: ["GET", "POST"])
             }
         }
 
@@ -89,16 +102,24 @@ public final class Gateway: HTTPHandler {
         }
         let id = String(request.path.dropFirst(Self.collection.count + 1))
         switch request.method {
-        case "GET": return try await getJob(id, request, requestId: requestId)
-        case "DELETE": return try await removeJob(id, request, requestId: requestId)
-        default: throw .methodNotAllowed(method: request.method, allowed: ["GET", "DELETE"])
+        case "GET":
+            return .json(200, CanonicalJSON.job(try await job(id, request, requestId: requestId)))
+        case "DELETE":
+            try await removeJob(id, request, requestId: requestId)
+            return HTTPResponse(status: 204)
+        default:
+            throw .methodNotAllowed(method: request.method, allowed: ["GET", "DELETE"])
         }
     }
 
-    // MARK: Operations
+    // MARK: Operations, in canonical terms whatever surface the caller used
 
-    private func listJobs(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
-        let position = try Self.listPosition(request)
+    /// One page of the organization's jobs.
+    func listJobs(
+        _ request: HTTPRequest,
+        at position: ListCursor,
+        requestId: String
+    ) async throws(GatewayError) -> (jobs: [SystemJob], next: ListCursor?, total: Int?) {
         let call = try await prepareCall(request, requestId: requestId)
 
         let page = try await ListPager.page(from: position) { (offset, limit) throws(GatewayError) in
@@ -107,14 +128,15 @@ public final class Gateway: HTTPHandler {
             case .aws: try await awsWindow(call, offset: offset, limit: limit)
             }
         }
-
-        let jobs = page.jobs.map { call.complete($0) }
-        let body = CanonicalJSON.list(jobs, limit: position.limit, next: page.next?.encoded, total: page.total)
-        return .json(200, body)
+        return (page.jobs.map { call.complete($0) }, page.next, page.total)
     }
 
-    private func createJob(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
-        let deleteRequest = try Self.readDeleteRequest(request)
+    /// Creates the delete request on the organization's cloud.
+    func createJob(
+        _ deleteRequest: DeleteRequest,
+        _ request: HTTPRequest,
+        requestId: String
+    ) async throws(GatewayError) -> SystemJob {
         let call = try await prepareCall(request, requestId: requestId)
         if case .batch(nil, _) = deleteRequest, call.route.cloud == .aws {
             throw .batchNeedsDataset(orgId: call.route.orgId)
@@ -122,26 +144,19 @@ public final class Gateway: HTTPHandler {
 
         let body = call.route.cloud.dialect.writeCreateBody(deleteRequest)
         let response = try await send(call, method: "POST", path: "", body: body)
-        let job = call.complete(try readJob(response, call))
-
-        var answer = HTTPResponse.json(201, CanonicalJSON.job(job))
-        answer.headers.add("Location", Self.collection + "/" + job.id)
-        return answer
+        return call.complete(try readJob(response, call))
     }
 
-    private func getJob(_ id: String, _ request: HTTPRequest, requestId: String) async throws(GatewayError)
-        -> HTTPResponse
-    {
+    func job(_ id: String, _ request: HTTPRequest, requestId: String) async throws(GatewayError) -> SystemJob {
         try Self.checkId(id, field: "job id")
         let call = try await prepareCall(request, requestId: requestId)
 
         let response = try await send(call, method: "GET", path: "/" + id)
-        return .json(200, CanonicalJSON.job(call.complete(try readJob(response, call))))
+        return call.complete(try readJob(response, call))
     }
 
-    private func removeJob(_ id: String, _ request: HTTPRequest, requestId: String) async throws(GatewayError)
-        -> HTTPResponse
-    {
+    /// Removes a job on Azure; AWS cannot, and is refused here without an upstream call.
+    func removeJob(_ id: String, _ request: HTTPRequest, requestId: String) async throws(GatewayError) {
         try Self.checkId(id, field: "job id")
         let organization = try Self.organization(request, in: configuration)
         if organization.cloud == .aws {
@@ -150,7 +165,6 @@ public final class Gateway: HTTPHandler {
         let call = try await prepareCall(request, requestId: requestId)
 
         _ = try await send(call, method: "DELETE", path: "/" + id)
-        return HTTPResponse(status: 204)
     }
 
     // MARK: Lists
