@@ -68,7 +68,9 @@ struct DialectGoldenTests {
     @Test func emptyListHasExplicitNulls() {
         let json = CanonicalJSON.list([], limit: 50, next: nil, total: nil)
 
-        #expect(String(decoding: json, as: UTF8.self) == #"{"jobs":[],"page":{"limit":50,"next":null,"total":null}}"#)
+        #expect(
+            String(decoding: json, as: UTF8.self)
+                == #"{"jobs":[],"page":{"limit":50,"next":null,"total":null,"complete":true}}"#)
     }
 
     @Test func fractionalMetricsKeepTheirFraction() {

@@ -108,7 +108,7 @@ private final class EchoHandler: HTTPHandler {
         while handler.inFlight.withLock({ $0.now }) == 0, ContinuousClock.now < giveUp {
             try await Task.sleep(for: .milliseconds(5))
         }
-        server.stop()
+        try await stopOffPool { server.stop() }
 
         #expect(try await response.status == 503)
     }
@@ -137,7 +137,7 @@ private final class EchoHandler: HTTPHandler {
         while handler.inFlight.withLock({ $0.now }) == 0, ContinuousClock.now < giveUp {
             try await Task.sleep(for: .milliseconds(5))
         }
-        server.stop(grace: .seconds(20))
+        try await stopOffPool { server.stop(grace: .seconds(20)) }
 
         #expect(try await response.status == 201)
     }
@@ -160,7 +160,7 @@ private final class EchoHandler: HTTPHandler {
         while handler.inFlight.withLock({ $0.now }) == 0, ContinuousClock.now < giveUp {
             try await Task.sleep(for: .milliseconds(5))
         }
-        server.stop()
+        try await stopOffPool { server.stop() }
 
         #expect(refused.status == 413)
         #expect(try await cutOff.status == 503)
@@ -195,7 +195,7 @@ private final class EchoHandler: HTTPHandler {
                 while handler.inFlight.withLock({ $0.most }) < 10, ContinuousClock.now < giveUp {
                     try await Task.sleep(for: .milliseconds(2))
                 }
-                server.stop()
+                try await stopOffPool { server.stop() }
                 return try await group.reduce(into: [String: String]()) { $0[$1.0] = $1.1 }
             }
 

@@ -103,7 +103,7 @@ import Testing
     @Test func aCursorSurvivesItsEncoding() throws {
         let cursor = ListCursor(
             offset: 42, limit: 7, order: .ascending,
-            boundary: .init(createdAt: "2024-12-22T19:44:50.250006Z", ids: ["a", "b-c"]))
+            boundary: .init(time: "2024-12-22T19:44:50.250006Z", ids: ["a", "b-c"]))
         #expect(ListCursor(encoded: cursor.encoded) == cursor)
         #expect(ListCursor(encoded: "djE6MTox") == nil)
     }

@@ -80,6 +80,84 @@ import UpstreamSimulators
         }
     }
 
+    /// Filters and order, done by the gateway over what each upstream shape returns.
+    @Test(arguments: Upstream.allCases)
+    func filtersAndOrderWorkAlikeOnEveryUpstream(upstream: Upstream) async throws {
+        try await withDemo(awsOptions: upstream.awsOptions) { demo in
+            let caller = GatewayCaller(demo, orgId: upstream.cloud.orgId)
+            for index in 1...4 {
+                _ = try await caller.createDatasetDelete("5c8c3c555033b814b69f93\(index)0")
+                let batch = try await caller.create(
+                    #"{"datasetId": "66a92c5910df2d1767de13f3", "batchId": "01JFSYFDFW9JAAEKHX672JMP\#(index)0"}"#)
+                #expect(batch.status == 201, "\(batch.text)")
+            }
+
+            var batches: [String] = []
+            var query = "?type=DELETE_BATCH&sort=createdAt:asc&limit=2"
+            for _ in 0..<10 {
+                let body = try await caller.list(query).jsonObject()
+                let jobs = body["jobs"] as? [[String: Any]] ?? []
+                #expect(jobs.allSatisfy { $0.string("type") == "DELETE_BATCH" })
+                batches += jobs.compactMap { $0.string("id") }
+                #expect(body.object("page")["total"] as? Int == 5, "four created and one seeded")
+                #expect(body.object("page")["complete"] as? Bool == true)
+                guard let next = body.object("page").string("next") else { break }
+                query = "?type=DELETE_BATCH&sort=createdAt:asc&limit=2&cursor=" + next
+            }
+            #expect(batches.count == 5 && Set(batches).count == 5)
+
+            let ascending = try await caller.list("?type=DELETE_BATCH&sort=createdAt:asc&limit=100").jsonObject()
+            let times = (ascending["jobs"] as? [[String: Any]] ?? []).compactMap { $0.string("createdAt") }
+            #expect(times == times.sorted())
+
+            let queued = try await caller.list("?status=QUEUED,RUNNING&datasetId=5c8c3c555033b814b69f9310").jsonObject()
+            #expect((queued["jobs"] as? [[String: Any]])?.count == 1)
+
+            let succeeded = try await caller.list("?status=SUCCEEDED").jsonObject()
+            #expect((succeeded["jobs"] as? [[String: Any]])?.count == 2, "the two seeded jobs have finished")
+        }
+    }
+
+    @Test func aCursorCannotBeFollowedWithOtherFilters() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            let first = try await caller.list("?status=SUCCEEDED&limit=1").jsonObject()
+            let next = try #require(first.object("page").string("next"))
+
+            let mixed = try await caller.list("?status=QUEUED&limit=1&cursor=" + next)
+            let problem = try mixed.expectProblem(status: 400, type: "/problems/invalid-query")
+            #expect(problem.string("detail")?.contains("cursor") == true)
+            try await caller.list("?limit=1&cursor=" + next).expectProblem(status: 400, type: "/problems/invalid-query")
+            #expect(try await caller.list("?status=SUCCEEDED&limit=1&cursor=" + next).status == 200)
+        }
+    }
+
+    @Test func anUnknownQueryParameterIsRefusedByName() async throws {
+        try await withDemo { demo in
+            let response = try await GatewayCaller(demo, orgId: DemoEnvironment.awsOrg).list("?stauts=QUEUED")
+            let problem = try response.expectProblem(status: 400, type: "/problems/invalid-query")
+            #expect(problem.string("detail")?.contains("'stauts'") == true)
+            #expect(demo.aws.receivedRequests.isEmpty)
+        }
+    }
+
+    /// The older AWS dialect lists at most 100 jobs: a full window may hide older ones, and the answer says so.
+    @Test func aFullAWSArrayIsMarkedIncomplete() async throws {
+        try await withDemo(awsOptions: SimulatorOptions(awsListShape: .array)) { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            let small = try await caller.list().jsonObject()
+            #expect(small.object("page")["complete"] as? Bool == true)
+
+            for index in 0..<99 {
+                _ = try await caller.createDatasetDelete("ds\(index)")
+            }
+            for query in ["", "?type=DELETE_DATASET"] {
+                let full = try await caller.list(query).jsonObject()
+                #expect(full.object("page")["complete"] as? Bool == false, "\(query)")
+            }
+        }
+    }
+
     @Test(arguments: ["0", "101", "x", "-1", "3.5", ""])
     func invalidLimitIsAQueryProblem(limit: String) async throws {
         try await withDemo { demo in

@@ -17,22 +17,30 @@ import UpstreamSimulators
     ) async throws -> T {
         let server = HTTPServer(handler: upstream)
         let port = try server.start()
-        defer {
-            upstream.release()
-            server.stop()
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await runDemo(port))
+        } catch {
+            result = .failure(error)
         }
-        return try await withDemo(
-            configure: { configuration in
-                let baseURL = "http://127.0.0.1:\(port)"
-                configuration.organizations[scriptedAzure] = OrganizationRoute(
-                    orgId: scriptedAzure, cloud: .azure, baseURL: baseURL)
-                configuration.organizations[scriptedAWS] = OrganizationRoute(
-                    orgId: scriptedAWS, cloud: .aws, baseURL: baseURL,
-                    sandboxes: ["prod": SimulatorOptions.prodSandboxId])
-                if let timeoutSeconds {
-                    configuration.upstreamTimeoutSeconds = timeoutSeconds
-                }
-            }, body)
+        upstream.release()
+        try await stopOffPool { server.stop() }
+        return try result.get()
+
+        func runDemo(_ port: UInt16) async throws -> T {
+            try await withDemo(
+                configure: { configuration in
+                    let baseURL = "http://127.0.0.1:\(port)"
+                    configuration.organizations[scriptedAzure] = OrganizationRoute(
+                        orgId: scriptedAzure, cloud: .azure, baseURL: baseURL)
+                    configuration.organizations[scriptedAWS] = OrganizationRoute(
+                        orgId: scriptedAWS, cloud: .aws, baseURL: baseURL,
+                        sandboxes: ["prod": SimulatorOptions.prodSandboxId])
+                    if let timeoutSeconds {
+                        configuration.upstreamTimeoutSeconds = timeoutSeconds
+                    }
+                }, body)
+        }
     }
 
     struct Documented: Sendable, CustomTestStringConvertible {

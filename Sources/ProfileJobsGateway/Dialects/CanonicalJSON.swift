@@ -46,7 +46,14 @@ public enum CanonicalJSON {
     }
 
     /// {"jobs": [...], "page": {"limit": L, "next": cursor|null, "total": N|null}}
-    public static func list(_ jobs: [SystemJob], limit: Int, next: String?, total: Int?) -> [UInt8] {
+    /// - Parameter complete: false when the upstream could only give a window, so jobs may be missing.
+    public static func list(
+        _ jobs: [SystemJob],
+        limit: Int,
+        next: String?,
+        total: Int?,
+        complete: Bool = true
+    ) -> [UInt8] {
         var writer = JSONWriter(capacity: 64 + jobs.count * 512)
         writer.beginObject()
 
@@ -62,6 +69,8 @@ public enum CanonicalJSON {
         writer.field("limit", limit)
         writer.field("next", next)
         writer.field("total", total)
+        writer.key("complete")
+        writer.bool(complete)
         writer.endObject()
 
         writer.endObject()

@@ -80,11 +80,14 @@ public final class Gateway: HTTPHandler {
         if request.path == Self.collection {
             switch request.method {
             case "GET":
-                let position = try Self.listPosition(request)
-                let page = try await listJobs(request, at: position, requestId: requestId)
+                let query = try JobQuery.parse(request)
+                let position = try Self.listPosition(request, query: query)
+                let page = try await listJobs(request, from: position, query: query, requestId: requestId)
                 return .json(
                     200,
-                    CanonicalJSON.list(page.jobs, limit: position.limit, next: page.next?.encoded, total: page.total))
+                    CanonicalJSON.list(
+                        page.jobs, limit: position.limit, next: page.next?.encoded, total: page.total,
+                        complete: page.complete))
 
             case "POST":
                 let job = try await createJob(try Self.readDeleteRequest(request), request, requestId: requestId)
@@ -114,21 +117,39 @@ public final class Gateway: HTTPHandler {
 
     // MARK: Operations, in canonical terms whatever surface the caller used
 
-    /// One page of the organization's jobs.
+    /// One page of the organization's jobs, newest first, from an offset.
     func listJobs(
         _ request: HTTPRequest,
         at position: ListCursor,
         requestId: String
-    ) async throws(GatewayError) -> (jobs: [SystemJob], next: ListCursor?, total: Int?) {
-        let call = try await prepareCall(request, requestId: requestId)
+    ) async throws(GatewayError) -> (jobs: [SystemJob], next: ListPosition?, total: Int?, complete: Bool) {
+        try await listJobs(request, from: .walk(position), query: JobQuery(), requestId: requestId)
+    }
 
-        let page = try await ListPager.page(from: position) { (offset, limit) throws(GatewayError) in
+    /// One page of the organization's jobs in the query's order and filtered by it.
+    func listJobs(
+        _ request: HTTPRequest,
+        from position: ListPosition,
+        query: JobQuery,
+        requestId: String
+    ) async throws(GatewayError) -> (jobs: [SystemJob], next: ListPosition?, total: Int?, complete: Bool) {
+        let call = try await prepareCall(request, requestId: requestId)
+        let fetch = { (offset: Int, limit: Int) async throws(GatewayError) -> UpstreamWindow in
             switch call.route.cloud {
-            case .azure: try await azureWindow(call, offset: offset, limit: limit)
-            case .aws: try await awsWindow(call, offset: offset, limit: limit)
+            case .azure: try await self.azureWindow(call, offset: offset, limit: limit)
+            case .aws: try await self.awsWindow(call, offset: offset, limit: limit)
             }
         }
-        return (page.jobs.map { call.complete($0) }, page.next, page.total)
+
+        switch position {
+        case .walk(let cursor):
+            let page = try await ListPager.page(from: cursor, fetch: fetch)
+            return (page.jobs.map { call.complete($0) }, page.next.map(ListPosition.init), page.total, page.complete)
+
+        case .scan(let cursor):
+            let scan = try await ListScan.page(from: cursor, query: query, fetch: fetch)
+            return (scan.jobs.map { call.complete($0) }, scan.next.map(ListPosition.init), scan.total, scan.complete)
+        }
     }
 
     /// Creates the delete request on the organization's cloud.
@@ -187,10 +208,11 @@ public final class Gateway: HTTPHandler {
 
         switch page.shape {
         case .awsArray:
-            // TODO: the older AWS dialect returns at most 100 jobs; tell callers when the window may be incomplete.
             let sorted = page.jobs.sorted(by: SystemJob.newestFirst)
             let window = Array(sorted.dropFirst(offset).prefix(limit))
-            return UpstreamWindow(jobs: window, isLast: offset + window.count >= sorted.count, total: sorted.count)
+            return UpstreamWindow(
+                jobs: window, isLast: offset + window.count >= sorted.count, total: sorted.count,
+                truncated: sorted.count >= GatewayLimits.awsArrayCap)
 
         case .awsPaged, .azurePaged:
             if let start = page.start, start != pageNumber {
@@ -203,7 +225,8 @@ public final class Gateway: HTTPHandler {
         }
     }
 
-    private static func listPosition(_ request: HTTPRequest) throws(GatewayError) -> ListCursor {
+    /// Where the page starts: the first page of the query, or the caller's cursor, which must belong to it.
+    private static func listPosition(_ request: HTTPRequest, query: JobQuery) throws(GatewayError) -> ListPosition {
         var limit = GatewayLimits.defaultPageSize
         if let text = request.queryValue("limit") {
             guard let value = Int(text), GatewayLimits.pageSizes.contains(value) else {
@@ -213,14 +236,25 @@ public final class Gateway: HTTPHandler {
         }
 
         guard let text = request.queryValue("cursor") else {
-            return ListCursor(offset: 0, limit: limit)
+            return query.isPlainWalk
+                ? .walk(ListCursor(offset: 0, limit: limit))
+                : .scan(ScanCursor(limit: limit, fingerprint: query.fingerprint))
         }
-        guard let cursor = ListCursor(encoded: text) else {
+        let position = ListPosition(encoded: text)
+        switch position {
+        case .walk? where query.isPlainWalk:
+            return position!
+        case .scan(let cursor)? where cursor.fingerprint == query.fingerprint:
+            return position!
+        case nil:
             throw .invalidQuery(
                 parameter: "cursor", reason: "is not a cursor this gateway handed out; use page.next from a list answer"
             )
+        default:
+            throw .invalidQuery(
+                parameter: "cursor",
+                reason: "belongs to a list with other sort or filters; repeat the query that gave it, with the cursor")
         }
-        return cursor
     }
 
     // MARK: Reading the caller

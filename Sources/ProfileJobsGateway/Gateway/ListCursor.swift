@@ -17,16 +17,16 @@ struct ListCursor: Equatable {
     /// Azure's times have whole seconds, so hundreds of jobs can share one; keeping a 32-bit hash per job instead of
     /// its id keeps the cursor short enough for a URL.
     struct Boundary: Equatable {
-        var createdAt: String
+        var time: String
         var idHashes: [UInt32]
 
-        init(createdAt: String, ids: [String]) {
-            self.createdAt = createdAt
+        init(time: String, ids: [String]) {
+            self.time = time
             self.idHashes = ids.map(Self.hash)
         }
 
-        init(createdAt: String, idHashes: [UInt32]) {
-            self.createdAt = createdAt
+        init(time: String, idHashes: [UInt32]) {
+            self.time = time
             self.idHashes = idHashes
         }
 
@@ -59,21 +59,44 @@ struct ListCursor: Equatable {
     var encoded: String {
         var fields = ["v1", String(offset), String(limit), order.rawValue]
         if let boundary {
-            fields.append(boundary.createdAt)
+            fields.append(boundary.time)
             fields.append(boundary.idHashes.map { Self.hex($0) }.joined())
         }
-        let base64 = Data(fields.joined(separator: "|").utf8).base64EncodedString()
+        return Self.base64URL(fields.joined(separator: "|"))
+    }
+
+    static func base64URL(_ text: String) -> String {
+        let base64 = Data(text.utf8).base64EncodedString()
         return String(base64.compactMap { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 == "=" ? nil : $0 })
+    }
+
+    static func fromBase64URL(_ encoded: String) -> String? {
+        guard encoded.count <= 8192 else { return nil }
+        var base64 = String(encoded.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        return Data(base64Encoded: base64).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// Eight hex digits per hash, as cursors write them.
+    static func hashes(_ text: Substring) -> [UInt32]? {
+        let digits = Array(text.utf8)
+        guard !digits.isEmpty, digits.count % 8 == 0, digits.count / 8 <= GatewayLimits.boundaryIds else {
+            return nil
+        }
+        var hashes: [UInt32] = []
+        for start in stride(from: 0, to: digits.count, by: 8) {
+            guard let value = UInt32(String(decoding: digits[start..<start + 8], as: UTF8.self), radix: 16) else {
+                return nil
+            }
+            hashes.append(value)
+        }
+        return hashes
     }
 
     /// Nil for anything this gateway did not hand out.
     init?(encoded: String) {
-        guard encoded.count <= 8192 else { return nil }
-        var base64 = String(encoded.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        guard let data = Data(base64Encoded: base64) else { return nil }
-
-        let fields = String(decoding: data, as: UTF8.self).split(separator: "|", omittingEmptySubsequences: false)
+        guard let text = Self.fromBase64URL(encoded) else { return nil }
+        let fields = text.split(separator: "|", omittingEmptySubsequences: false)
         guard fields.count == 4 || fields.count == 6, fields[0] == "v1", let offset = Int(fields[1]),
             let limit = Int(fields[2]), let order = Order(rawValue: String(fields[3])), offset >= 0,
             offset <= 1_000_000, GatewayLimits.pageSizes.contains(limit)
@@ -81,22 +104,12 @@ struct ListCursor: Equatable {
         self.init(offset: offset, limit: limit, order: order)
 
         if fields.count == 6 {
-            let digits = Array(fields[5].utf8)
-            guard !fields[4].isEmpty, !digits.isEmpty, digits.count % 8 == 0,
-                digits.count / 8 <= GatewayLimits.boundaryIds
-            else { return nil }
-            var hashes: [UInt32] = []
-            for start in stride(from: 0, to: digits.count, by: 8) {
-                guard let value = UInt32(String(decoding: digits[start..<start + 8], as: UTF8.self), radix: 16) else {
-                    return nil
-                }
-                hashes.append(value)
-            }
-            boundary = Boundary(createdAt: String(fields[4]), idHashes: hashes)
+            guard !fields[4].isEmpty, let hashes = Self.hashes(fields[5]) else { return nil }
+            boundary = Boundary(time: String(fields[4]), idHashes: hashes)
         }
     }
 
-    private static func hex(_ value: UInt32) -> String {
+    static func hex(_ value: UInt32) -> String {
         let digits = String(value, radix: 16)
         return String(repeating: "0", count: 8 - digits.count) + digits
     }
@@ -105,10 +118,10 @@ struct ListCursor: Equatable {
     func isAhead(_ job: SystemJob) -> Bool {
         guard let boundary else { return true }
         let time = job.createdAt ?? ""
-        if time == boundary.createdAt {
+        if time == boundary.time {
             return !boundary.contains(job.id)
         }
-        return order == .descending ? time < boundary.createdAt : time > boundary.createdAt
+        return order == .descending ? time < boundary.time : time > boundary.time
     }
 }
 
@@ -119,6 +132,11 @@ enum GatewayLimits {
     static let maxIdLength = 128
     /// Upstream calls one list page may take when jobs handed out earlier have to be skipped.
     static let upstreamCallsPerPage = 5
+    /// How much of an upstream list the gateway reads to filter or order it itself: 10 calls of 100 jobs.
+    static let scanWindow = 100
+    static let scanCalls = 10
+    /// The older AWS dialect lists this many jobs at most.
+    static let awsArrayCap = 100
     /// Jobs sharing the boundary's creation time that a cursor remembers (a cursor stays under 6.5 KB).
     static let boundaryIds = 600
 }
@@ -129,6 +147,8 @@ struct UpstreamWindow {
     /// No job follows this window.
     var isLast: Bool
     var total: Int?
+    /// The upstream may hold jobs it will not list (the older AWS dialect lists at most 100).
+    var truncated = false
 }
 
 /// Cuts pages out of an upstream list that only pages by offset: skips what earlier pages handed out, reads
@@ -138,15 +158,17 @@ enum ListPager {
     static func page(
         from cursor: ListCursor,
         fetch: (_ offset: Int, _ limit: Int) async throws(GatewayError) -> UpstreamWindow
-    ) async throws(GatewayError) -> (jobs: [SystemJob], next: ListCursor?, total: Int?) {
+    ) async throws(GatewayError) -> (jobs: [SystemJob], next: ListCursor?, total: Int?, complete: Bool) {
         var walk = cursor
         var jobs: [SystemJob] = []
         var total: Int?
         var exhausted = false
+        var complete = true
 
         for _ in 0..<GatewayLimits.upstreamCallsPerPage where jobs.count < walk.limit && !exhausted {
             let window = try await fetch(walk.offset, walk.limit)
             total = window.total ?? total
+            complete = complete && !window.truncated
             if walk.boundary == nil, let order = observedOrder(window.jobs) {
                 walk.order = order
             }
@@ -163,17 +185,17 @@ enum ListPager {
         }
 
         guard !exhausted, let last = jobs.last else {
-            return (jobs, exhausted ? nil : walk, total)
+            return (jobs, exhausted ? nil : walk, total, complete)
         }
         let time = last.createdAt ?? ""
         var hashes = jobs.filter { ($0.createdAt ?? "") == time }.map { ListCursor.Boundary.hash($0.id) }
-        if let boundary = walk.boundary, boundary.createdAt == time {
+        if let boundary = walk.boundary, boundary.time == time {
             hashes = boundary.idHashes + hashes
         }
         // TODO: past `boundaryIds` jobs in one second the oldest hashes are dropped; if offsets also shift during
         // such a walk, a job could be handed out twice.
-        walk.boundary = ListCursor.Boundary(createdAt: time, idHashes: Array(hashes.suffix(GatewayLimits.boundaryIds)))
-        return (jobs, walk, total)
+        walk.boundary = ListCursor.Boundary(time: time, idHashes: Array(hashes.suffix(GatewayLimits.boundaryIds)))
+        return (jobs, walk, total, complete)
     }
 
     /// The order of a window whose creation times tell it: newest first unless they rise.

@@ -17,8 +17,20 @@ func withDemo<T>(
     let environment = try DemoEnvironment(
         gatewayPort: 0, simulatorOptions: simulatorOptions, awsOptions: awsOptions, logger: quietLogger,
         configure: configure)
-    defer { environment.stop() }
-    return try await body(environment)
+    let result: Result<T, any Error>
+    do {
+        result = .success(try await body(environment))
+    } catch {
+        result = .failure(error)
+    }
+    try await stopOffPool { environment.stop() }
+    return try result.get()
+}
+
+/// Stopping a server blocks while it drains; done on Swift's small cooperative pool it would starve the handlers
+/// of every other test running at the same time.
+func stopOffPool(_ stop: @escaping @Sendable () -> Void) async throws {
+    try await offPool { stop() }
 }
 
 /// A caller of the gateway: one organization's credentials, sent with every call unless left out.

@@ -1,0 +1,121 @@
+import Foundation
+import Testing
+
+@testable import ProfileJobsGateway
+
+/// Reading the list's query string, and the gateway's own filtering and ordering.
+@Suite struct JobQueryTests {
+    static func request(_ query: [(String, String)]) -> HTTPRequest {
+        HTTPRequest(method: "GET", path: "/v1/system/jobs", query: query.map { (name: $0.0, value: $0.1) })
+    }
+
+    @Test func readsEveryParameter() throws {
+        let query = try JobQuery.parse(
+            Self.request([
+                ("sort", "updatedAt:asc"), ("status", "QUEUED,RUNNING"), ("status", "FAILED"),
+                ("type", "DELETE_BATCH"), ("datasetId", "d1"), ("batchId", "b1"), ("limit", "5"),
+            ]))
+        #expect(query.sortField == .updatedAt && query.ascending)
+        #expect(query.statuses == [.queued, .running, .failed])
+        #expect(query.types == ["DELETE_BATCH"])
+        #expect(query.datasetId == "d1" && query.batchId == "b1")
+        #expect(!query.isPlainWalk)
+        #expect(try JobQuery.parse(Self.request([("limit", "5")])).isPlainWalk)
+    }
+
+    @Test(arguments: [
+        ("sort", "createdAt", "sort"), ("sort", "name:asc", "sort"), ("status", "DONE", "status"),
+        ("status", "QUEUED,", "status"), ("type", "DELETE", "type"), ("datasetId", "../x", "datasetId"),
+        ("batchId", "", "batchId"), ("stauts", "QUEUED", "stauts"),
+    ])
+    func refusesABadParameterByName(name: String, value: String, named: String) {
+        let error = #expect(throws: GatewayError.self) { try JobQuery.parse(Self.request([(name, value)])) }
+        guard case .invalidQuery(let parameter, _)? = error else {
+            Issue.record("expected invalidQuery, got \(String(describing: error))")
+            return
+        }
+        #expect(parameter == named)
+    }
+
+    @Test func refusesASingleValueParameterGivenTwice() {
+        #expect(throws: GatewayError.self) {
+            try JobQuery.parse(Self.request([("sort", "createdAt:asc"), ("sort", "createdAt:desc")]))
+        }
+    }
+
+    static func job(_ id: String, _ second: Int, _ status: JobStatus = .succeeded, type: JobType = .deleteDataset)
+        -> SystemJob
+    {
+        SystemJob(
+            id: id, cloud: .azure, type: type, datasetId: "d\(second % 2)", status: status,
+            createdAt: "2024-12-22T19:44:\(second < 10 ? "0" : "")\(second)Z",
+            updatedAt: "2024-12-22T19:50:\(59 - second)Z")
+    }
+
+    /// Serves `jobs` in windows, newest first, as both platforms page.
+    static func fetch(_ jobs: [SystemJob], truncated: Bool = false)
+        -> (Int, Int) async throws(GatewayError) -> UpstreamWindow
+    {
+        let ordered = jobs.sorted(by: SystemJob.newestFirst)
+        return { offset, limit throws(GatewayError) in
+            let slice = Array(ordered.dropFirst(offset).prefix(limit))
+            return UpstreamWindow(
+                jobs: slice, isLast: offset + slice.count >= ordered.count, total: ordered.count, truncated: truncated)
+        }
+    }
+
+    @Test func aFilteredOrderedWalkHandsOutEachMatchOnceInOrder() async throws {
+        let jobs = (0..<30).map { Self.job("j\($0)", $0, $0 % 3 == 0 ? .failed : .succeeded) }
+        var query = JobQuery()
+        query.statuses = [.failed]
+        query.ascending = true
+
+        var seen: [String] = []
+        var cursor = ScanCursor(limit: 3, fingerprint: query.fingerprint)
+        for _ in 0..<20 {
+            let page = try await ListScan.page(from: cursor, query: query, fetch: Self.fetch(jobs))
+            seen += page.jobs.map(\.id)
+            #expect(page.total == 10 && page.complete)
+            guard let next = page.next else { break }
+            cursor = try #require(
+                ListPosition(encoded: ListPosition.scan(next).encoded).flatMap {
+                    if case .scan(let scan) = $0 { scan } else { nil }
+                })
+        }
+        #expect(seen == stride(from: 0, to: 30, by: 3).map { "j\($0)" })
+    }
+
+    @Test func sortingByUpdateTimeUsesIt() async throws {
+        let jobs = (0..<5).map { Self.job("j\($0)", $0) }
+        var query = JobQuery()
+        query.sortField = .updatedAt
+        query.ascending = true
+        let page = try await ListScan.page(
+            from: ScanCursor(limit: 10, fingerprint: query.fingerprint), query: query, fetch: Self.fetch(jobs))
+        #expect(page.jobs.map(\.id) == ["j4", "j3", "j2", "j1", "j0"])
+    }
+
+    @Test func aTruncatedUpstreamMakesTheAnswerIncomplete() async throws {
+        var query = JobQuery()
+        query.types = ["DELETE_DATASET"]
+        let page = try await ListScan.page(
+            from: ScanCursor(limit: 10, fingerprint: query.fingerprint), query: query,
+            fetch: Self.fetch([Self.job("a", 1)], truncated: true))
+        #expect(!page.complete)
+        #expect(page.jobs.map(\.id) == ["a"])
+    }
+
+    @Test func aListLongerThanTheScanIsIncomplete() async throws {
+        let jobs = (0..<1050).map { index in
+            SystemJob(
+                id: "j\(index)", cloud: .aws, type: .deleteDataset, status: .succeeded,
+                createdAt: "2024-12-22T19:44:50.\(String(format: "%06d", index))Z")
+        }
+        var query = JobQuery()
+        query.ascending = true
+        let page = try await ListScan.page(
+            from: ScanCursor(limit: 5, fingerprint: query.fingerprint), query: query, fetch: Self.fetch(jobs))
+        #expect(!page.complete)
+        #expect(page.total == 1000)
+    }
+}
