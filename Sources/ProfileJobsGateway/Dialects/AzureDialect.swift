@@ -4,6 +4,9 @@ import FoundationEssentials
 public enum AzureDialect: Dialect {
     public static var cloud: Cloud { .azure }
 
+    /// Azure's one `jobType` for both kinds of delete; the presence of `batchId` tells them apart.
+    static let deleteJobType = "DELETE"
+
     public static func readJob(_ body: [UInt8]) throws(MalformedUpstreamBody) -> SystemJob {
         guard UpstreamJSON.opening(of: body) != .array else {
             throw MalformedUpstreamBody(reason: "expected a job object, got an array")
@@ -68,7 +71,7 @@ struct AzureJobBody: Decodable {
         let batchId = nonEmpty(batchId)
         let type: JobType =
             switch jobType {
-            case "DELETE": batchId == nil ? .deleteDataset : .deleteBatch
+            case AzureDialect.deleteJobType: batchId == nil ? .deleteDataset : .deleteBatch
             default: .unknown
             }
 

@@ -37,13 +37,22 @@ extension Cloud {
 /// state `COMPLETED` in one version, and an upstream that borrows the other cloud's word still means
 /// the same state. The raw word always stays in `SystemJob.upstreamStatus`.
 func canonicalStatus(_ upstream: String?) -> JobStatus {
-    switch upstream {
-    case "NEW": .queued
-    case "PROCESSING", "IN-PROGRESS": .running
-    case "COMPLETED", "SUCCESS": .succeeded
-    case "ERROR", "FAILED": .failed
-    default: .unknown
-    }
+    guard let upstream else { return .unknown }
+    return statusWords.first { $0.words.contains(upstream) }?.status ?? .unknown
+}
+
+/// The one table of status words, read in both directions: each canonical state with the upstream words that mean
+/// it, Azure's own word first (the word the gateway writes when it speaks the Azure dialect).
+let statusWords: [(status: JobStatus, words: [String])] = [
+    (.queued, ["NEW"]),
+    (.running, ["PROCESSING", "IN-PROGRESS"]),
+    (.succeeded, ["COMPLETED", "SUCCESS"]),
+    (.failed, ["ERROR", "FAILED"]),
+]
+
+/// The Azure word for a canonical state; nil for `unknown`, whose only word is the upstream's raw one.
+func azureStatus(_ status: JobStatus) -> String? {
+    statusWords.first { $0.status == status }?.words.first
 }
 
 /// Treats an empty string like an absent one, since neither identifies anything.

@@ -10,6 +10,13 @@ enum UpstreamTime {
         return stamp.text(second: second, fraction: [])
     }
 
+    /// The inverse of `fromEpoch`, for writing the Azure dialect: whole seconds since 1970 of an RFC 3339 time, any
+    /// fraction truncated (towards the earlier second); nil when the text is not RFC 3339.
+    static func toEpoch(_ text: String) -> Int? {
+        guard let stamp = RFC3339Stamp(Array(text.utf8)) else { return nil }
+        return (stamp.minute.minutesSinceEpoch - stamp.offsetMinutes) * 60 + stamp.second
+    }
+
     /// AWS's RFC 3339 strings in UTC, keeping exactly the sub-second digits the upstream gave.
     ///
     /// An offset is applied to the minutes only (offsets are whole minutes), so the seconds, a leap second

@@ -77,6 +77,9 @@ public final class Gateway: HTTPHandler {
 
     /// The canonical surface: reads the caller's HTTP request, runs the operation, writes the canonical answer.
     private func route(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
+        if Self.isAzureSurface(request.path) {
+            return try await routeAzureSurface(request, requestId: requestId)
+        }
         if request.path == Self.collection {
             switch request.method {
             case "GET":
