@@ -67,9 +67,11 @@ import UpstreamSimulators
             for cloud in SimulatedCloud.allCases {
                 let caller = GatewayCaller(demo, orgId: cloud.orgId)
                 for header in ["x-sandbox-name", "x-sandbox-id"] {
-                    let response = try await caller.list(headers: [(header, "../prod")])
-                    let problem = try response.expectProblem(status: 400, type: "/problems/invalid-header")
-                    #expect(problem.string("detail")?.contains(header) == true)
+                    for value in ["../prod", ""] {
+                        let response = try await caller.list(headers: [(header, value)])
+                        let problem = try response.expectProblem(status: 400, type: "/problems/invalid-header")
+                        #expect(problem.string("detail")?.contains(header) == true)
+                    }
                 }
             }
             #expect(demo.azure.receivedRequests.isEmpty && demo.aws.receivedRequests.isEmpty)

@@ -389,8 +389,10 @@ public final class Gateway: HTTPHandler {
         route: OrganizationRoute,
         caller: HTTPHeaders
     ) async throws(GatewayError) -> SandboxRef {
-        let givenName = request.headers["x-sandbox-name"].flatMap { $0.isEmpty ? nil : $0 }
-        let givenId = request.headers["x-sandbox-id"].flatMap { $0.isEmpty ? nil : $0 }
+        // A sandbox header sent empty is refused, not taken for "no sandbox named": a careless client must not
+        // land in the default sandbox by accident.
+        let givenName = request.headers["x-sandbox-name"]
+        let givenId = request.headers["x-sandbox-id"]
         if let givenName { try Self.checkSandbox(givenName, header: "x-sandbox-name") }
         if let givenId { try Self.checkSandbox(givenId, header: "x-sandbox-id") }
 
@@ -423,7 +425,7 @@ public final class Gateway: HTTPHandler {
     }
 
     private static func checkSandbox(_ value: String, header: String) throws(GatewayError) {
-        guard value.utf8.count <= GatewayLimits.maxIdLength, value.utf8.allSatisfy(isIdByte) else {
+        guard !value.isEmpty, value.utf8.count <= GatewayLimits.maxIdLength, value.utf8.allSatisfy(isIdByte) else {
             throw .invalidHeader(name: header, reason: "must be 1 to 128 letters, digits, '-' or '_'")
         }
     }
