@@ -95,6 +95,64 @@ import Testing
         #expect(page.jobs.map(\.id) == ["j4", "j3", "j2", "j1", "j0"])
     }
 
+    /// Running jobs are updated on every read; a walk by update time must still end, hand out no job twice, and
+    /// say when it left jobs out.
+    @Test func aWalkByUpdateTimeEndsWhileJobsKeepChanging() async throws {
+        final class Platform: @unchecked Sendable {  // Touched by one task at a time in this test.
+            var jobs: [SystemJob]
+            var clock = 30
+
+            init(_ jobs: [SystemJob]) {
+                self.jobs = jobs
+            }
+
+            func window(_ offset: Int, _ limit: Int) -> UpstreamWindow {
+                clock += 1
+                for index in jobs.indices where jobs[index].status == .running {
+                    jobs[index].updatedAt = "2024-12-22T19:51:\(clock)Z"
+                }
+                let ordered = jobs.sorted(by: SystemJob.newestFirst)
+                let slice = Array(ordered.dropFirst(offset).prefix(limit))
+                return UpstreamWindow(jobs: slice, isLast: offset + slice.count >= ordered.count, total: ordered.count)
+            }
+        }
+        let platform = Platform((0..<8).map { Self.job("j\($0)", $0, $0 < 2 ? .running : .succeeded) })
+        var query = JobQuery()
+        query.sortField = .updatedAt
+        query.ascending = true
+
+        var seen: [String] = []
+        var complete = true
+        var cursor = ScanCursor(limit: 2, fingerprint: query.fingerprint)
+        var pages = 0
+        while pages < 30 {
+            pages += 1
+            let page = try await ListScan.page(from: cursor, query: query) { (offset, limit) throws(GatewayError) in
+                platform.window(offset, limit)
+            }
+            seen += page.jobs.map(\.id)
+            complete = complete && page.complete
+            guard let next = page.next else { break }
+            guard case .scan(let decoded)? = ListPosition(encoded: ListPosition.scan(next).encoded) else {
+                Issue.record("the cursor did not survive its encoding")
+                return
+            }
+            cursor = decoded
+        }
+
+        #expect(pages < 30, "the walk ended")
+        #expect(seen.count == Set(seen).count, "\(seen)")
+        #expect(Set((2..<8).map { "j\($0)" }).isSubset(of: Set(seen)))
+        #expect(!complete, "the running jobs updated during the walk were left out, and the answer said so")
+    }
+
+    @Test func timesCompareAsInstantsNotText() {
+        #expect(orderingTime("2024-12-22T19:44:50Z") == orderingTime("2024-12-22T19:44:50.000000Z"))
+        #expect(orderingTime("2024-12-22T19:44:50Z") < orderingTime("2024-12-22T19:44:50.1Z"))
+        #expect(orderingTime("2024-12-22T19:44:50.25Z") < orderingTime("2024-12-22T19:44:50.250001Z"))
+        #expect(orderingTime(nil) < orderingTime("1970-01-01T00:00:00Z"))
+    }
+
     @Test func aTruncatedUpstreamMakesTheAnswerIncomplete() async throws {
         var query = JobQuery()
         query.types = ["DELETE_DATASET"]

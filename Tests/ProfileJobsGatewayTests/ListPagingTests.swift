@@ -155,6 +155,16 @@ import UpstreamSimulators
                 let full = try await caller.list(query).jsonObject()
                 #expect(full.object("page")["complete"] as? Bool == false, "\(query)")
             }
+
+            // The Azure dialect has no word for it; its `_page` says so in a key Azure clients ignore.
+            let azureSmall = try await caller.call("GET", "/data/core/ups/system/jobs?limit=5").jsonObject()
+            #expect(azureSmall.object("_page")["complete"] as? Bool == false)
+        }
+        try await withDemo { demo in
+            let fresh = try await GatewayCaller(demo, orgId: DemoEnvironment.awsOrg).call(
+                "GET", "/data/core/ups/system/jobs"
+            ).jsonObject()
+            #expect(fresh.object("_page")["complete"] == nil, "a whole list keeps Azure's exact shape")
         }
     }
 

@@ -52,7 +52,9 @@ extension AzureDialect {
 
     /// `{"_page": {"count": N, "next": "<token>"}, "children": [...]}`; `next` is `""` when no job follows, so a
     /// client looping while `next` is non-empty stops after the last page.
-    public static func writeList(_ jobs: [SystemJob], count: Int, next: String?) -> [UInt8] {
+    /// - Parameter complete: false when the upstream could only give a window; Azure has no word for that, so
+    ///   `_page` then carries `"complete": false`, which Azure clients ignore and careful ones can read.
+    public static func writeList(_ jobs: [SystemJob], count: Int, next: String?, complete: Bool = true) -> [UInt8] {
         var writer = JSONWriter(capacity: 64 + jobs.count * 384)
         writer.beginObject()
 
@@ -60,6 +62,10 @@ extension AzureDialect {
         writer.beginObject()
         writer.field("count", count)
         writer.field("next", next ?? "")
+        if !complete {
+            writer.key("complete")
+            writer.bool(false)
+        }
         writer.endObject()
 
         writer.key("children")

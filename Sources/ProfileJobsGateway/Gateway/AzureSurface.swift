@@ -28,7 +28,7 @@ extension Gateway {
                 return .json(
                     200,
                     AzureDialect.writeList(
-                        jobs, count: page.total ?? end, next: more ? page.next?.encoded : nil))
+                        jobs, count: page.total ?? end, next: more ? page.next?.encoded : nil, complete: page.complete))
 
             case "POST":
                 // Azure answers a create with 200 and the job, not 201.
@@ -69,8 +69,8 @@ struct AzureListQuery: Equatable {
         func ordersBefore(_ a: SystemJob, _ b: SystemJob) -> Bool {
             let (left, right) =
                 switch field {
-                case .createEpoch: (a.createdAt ?? "", b.createdAt ?? "")
-                case .updateEpoch: (a.updatedAt ?? "", b.updatedAt ?? "")
+                case .createEpoch: (orderingTime(a.createdAt), orderingTime(b.createdAt))
+                case .updateEpoch: (orderingTime(a.updatedAt), orderingTime(b.updatedAt))
                 }
             guard left != right else { return a.id < b.id }
             return ascending ? left < right : left > right

@@ -341,7 +341,7 @@ public final class Gateway: HTTPHandler {
         switch (datasetId, strings["batchId"]) {
         case (let dataset?, nil): return .dataset(datasetId: dataset)
         case (let dataset, let batch?): return .batch(datasetId: dataset, batchId: batch)
-        case (nil, nil): throw .invalidBody("Name a datasetId, or a datasetId and a batchId")
+        case (nil, nil): throw .invalidBody("Name a datasetId, a datasetId and a batchId, or (on Azure) a batchId")
         }
     }
 
@@ -477,8 +477,8 @@ public final class Gateway: HTTPHandler {
 extension SystemJob {
     /// Newest first by creation time, ties broken by id, so that repeated calls slice the same order.
     static func newestFirst(_ a: SystemJob, _ b: SystemJob) -> Bool {
-        let left = a.createdAt ?? ""
-        let right = b.createdAt ?? ""
+        let left = orderingTime(a.createdAt)
+        let right = orderingTime(b.createdAt)
         return left != right ? left > right : a.id < b.id
     }
 }

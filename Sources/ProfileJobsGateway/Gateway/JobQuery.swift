@@ -31,8 +31,8 @@ struct JobQuery: Equatable, Sendable {
 
     func sortKey(_ job: SystemJob) -> String {
         switch sortField {
-        case .createdAt: job.createdAt ?? ""
-        case .updatedAt: job.updatedAt ?? ""
+        case .createdAt: orderingTime(job.createdAt)
+        case .updatedAt: orderingTime(job.updatedAt)
         }
     }
 
@@ -126,7 +126,17 @@ struct JobQuery: Equatable, Sendable {
 struct ScanCursor: Equatable {
     var limit: Int
     var fingerprint: UInt32
+    /// For walks ordered by update time: the latest update time seen when the walk began. Jobs keep being updated
+    /// while they run, so a job updated later would otherwise move past the cursor again and again.
+    var asOf: String?
     var boundary: ListCursor.Boundary?
+
+    init(limit: Int, fingerprint: UInt32, asOf: String? = nil, boundary: ListCursor.Boundary? = nil) {
+        self.limit = limit
+        self.fingerprint = fingerprint
+        self.asOf = asOf
+        self.boundary = boundary
+    }
 }
 
 /// A cursor of either kind, as `page.next` carries it.
@@ -148,7 +158,7 @@ enum ListPosition: Equatable {
         case .walk(let cursor):
             return cursor.encoded
         case .scan(let cursor):
-            var fields = ["s1", String(cursor.limit), String(cursor.fingerprint, radix: 16)]
+            var fields = ["s1", String(cursor.limit), String(cursor.fingerprint, radix: 16), cursor.asOf ?? ""]
             if let boundary = cursor.boundary {
                 fields += [boundary.time, boundary.idHashes.map(ListCursor.hex).joined()]
             }
@@ -172,13 +182,14 @@ enum ListPosition: Equatable {
         }
         guard let text = ListCursor.fromBase64URL(encoded) else { return nil }
         let fields = text.split(separator: "|", omittingEmptySubsequences: false)
-        guard fields.count == 3 || fields.count == 5, fields[0] == "s1", let limit = Int(fields[1]),
+        guard fields.count == 4 || fields.count == 6, fields[0] == "s1", let limit = Int(fields[1]),
             GatewayLimits.pageSizes.contains(limit), let fingerprint = UInt32(fields[2], radix: 16)
         else { return nil }
-        var cursor = ScanCursor(limit: limit, fingerprint: fingerprint)
-        if fields.count == 5 {
-            guard let hashes = ListCursor.hashes(fields[4]) else { return nil }
-            cursor.boundary = ListCursor.Boundary(time: String(fields[3]), idHashes: hashes)
+        var cursor = ScanCursor(
+            limit: limit, fingerprint: fingerprint, asOf: fields[3].isEmpty ? nil : String(fields[3]))
+        if fields.count == 6 {
+            guard let hashes = ListCursor.hashes(fields[5]) else { return nil }
+            cursor.boundary = ListCursor.Boundary(time: String(fields[4]), idHashes: hashes)
         }
         self = .scan(cursor)
     }
@@ -211,7 +222,16 @@ enum ListScan {
             }
         }
 
-        let matching = read.values.filter(query.matches).sorted(by: query.precedes)
+        var matching = read.values.filter(query.matches).sorted(by: query.precedes)
+        var cursor = cursor
+        if query.sortField == .updatedAt {
+            let asOf = cursor.asOf ?? read.values.map { query.sortKey($0) }.max() ?? ""
+            cursor.asOf = asOf
+            let before = matching.count
+            matching.removeAll { query.sortKey($0) > asOf }
+            complete = complete && matching.count == before
+        }
+
         let ahead = matching.filter { isAhead($0, of: cursor, in: query) }
         let jobs = Array(ahead.prefix(cursor.limit))
         guard ahead.count > jobs.count, let last = jobs.last else {

@@ -117,7 +117,7 @@ struct ListCursor: Equatable {
     /// Whether `job` comes after the boundary in the walk's order: not handed out yet.
     func isAhead(_ job: SystemJob) -> Bool {
         guard let boundary else { return true }
-        let time = job.createdAt ?? ""
+        let time = orderingTime(job.createdAt)
         if time == boundary.time {
             return !boundary.contains(job.id)
         }
@@ -187,8 +187,8 @@ enum ListPager {
         guard !exhausted, let last = jobs.last else {
             return (jobs, exhausted ? nil : walk, total, complete)
         }
-        let time = last.createdAt ?? ""
-        var hashes = jobs.filter { ($0.createdAt ?? "") == time }.map { ListCursor.Boundary.hash($0.id) }
+        let time = orderingTime(last.createdAt)
+        var hashes = jobs.filter { orderingTime($0.createdAt) == time }.map { ListCursor.Boundary.hash($0.id) }
         if let boundary = walk.boundary, boundary.time == time {
             hashes = boundary.idHashes + hashes
         }
@@ -200,8 +200,22 @@ enum ListPager {
 
     /// The order of a window whose creation times tell it: newest first unless they rise.
     private static func observedOrder(_ jobs: [SystemJob]) -> ListCursor.Order? {
-        let times = jobs.compactMap(\.createdAt)
+        let times = jobs.compactMap(\.createdAt).map { orderingTime($0) }
         guard let first = times.first, let last = times.last, first != last else { return nil }
         return first < last ? .ascending : .descending
     }
+}
+
+/// A canonical time (RFC 3339, UTC, `Z`) as text that sorts and compares like the instant it names: the fraction
+/// padded to nine digits, so `…:50Z`, `…:50.0Z` and `…:50.000000Z` are equal and all come before `…:50.1Z`.
+/// A missing time is the empty string, which sorts first.
+func orderingTime(_ time: String?) -> String {
+    guard let time, time.hasSuffix("Z") else { return time ?? "" }
+    let body = time.dropLast()
+    guard let dot = body.firstIndex(of: ".") else {
+        return body + ".000000000Z"
+    }
+    let fraction = body[body.index(after: dot)...]
+    guard fraction.count < 9 else { return time }
+    return body + String(repeating: "0", count: 9 - fraction.count) + "Z"
 }
