@@ -234,26 +234,16 @@ enum ListScan {
 
         let ahead = matching.filter { isAhead($0, of: cursor, in: query) }
         let jobs = Array(ahead.prefix(cursor.limit))
-        guard ahead.count > jobs.count, let last = jobs.last else {
+        guard ahead.count > jobs.count, !jobs.isEmpty else {
             return (jobs, nil, matching.count, complete)
         }
 
-        let time = query.sortKey(last)
-        var hashes = jobs.filter { query.sortKey($0) == time }.map { ListCursor.Boundary.hash($0.id) }
-        if let boundary = cursor.boundary, boundary.time == time {
-            hashes = boundary.idHashes + hashes
-        }
         var next = cursor
-        next.boundary = ListCursor.Boundary(time: time, idHashes: Array(hashes.suffix(GatewayLimits.boundaryIds)))
+        next.boundary = ListCursor.Boundary.after(jobs, previous: cursor.boundary, time: query.sortKey)
         return (jobs, next, matching.count, complete)
     }
 
     private static func isAhead(_ job: SystemJob, of cursor: ScanCursor, in query: JobQuery) -> Bool {
-        guard let boundary = cursor.boundary else { return true }
-        let time = query.sortKey(job)
-        if time == boundary.time {
-            return !boundary.contains(job.id)
-        }
-        return query.ascending ? time > boundary.time : time < boundary.time
+        cursor.boundary?.admits(time: query.sortKey(job), id: job.id, ascending: query.ascending) ?? true
     }
 }

@@ -34,6 +34,33 @@ struct ListCursor: Equatable {
             idHashes.contains(Self.hash(id))
         }
 
+        /// Whether a job at `time` with `id` comes after this boundary in a walk going the given way: not handed
+        /// out yet.
+        func admits(time: String, id: String, ascending: Bool) -> Bool {
+            if time == self.time {
+                return !contains(id)
+            }
+            return ascending ? time > self.time : time < self.time
+        }
+
+        /// The boundary after handing out `page` (whose ordering times `time(_:)` gives): its last job's time and
+        /// every job handed out at that time, this page's and, when the time is the same, the earlier ones.
+        static func after(
+            _ page: [SystemJob],
+            previous: Boundary?,
+            time: (SystemJob) -> String
+        ) -> Boundary? {
+            guard let last = page.last else { return previous }
+            let lastTime = time(last)
+            var hashes = page.filter { time($0) == lastTime }.map { hash($0.id) }
+            if let previous, previous.time == lastTime {
+                hashes = previous.idHashes + hashes
+            }
+            // TODO: past `boundaryIds` jobs in one second the oldest hashes are dropped; if offsets also shift during
+            // such a walk, a job could be handed out twice.
+            return Boundary(time: lastTime, idHashes: Array(hashes.suffix(GatewayLimits.boundaryIds)))
+        }
+
         /// FNV-1a: stable across processes and releases, unlike Swift's seeded `Hasher`.
         static func hash(_ id: String) -> UInt32 {
             var value: UInt32 = 2_166_136_261
@@ -116,12 +143,7 @@ struct ListCursor: Equatable {
 
     /// Whether `job` comes after the boundary in the walk's order: not handed out yet.
     func isAhead(_ job: SystemJob) -> Bool {
-        guard let boundary else { return true }
-        let time = orderingTime(job.createdAt)
-        if time == boundary.time {
-            return !boundary.contains(job.id)
-        }
-        return order == .descending ? time < boundary.time : time > boundary.time
+        boundary?.admits(time: orderingTime(job.createdAt), id: job.id, ascending: order == .ascending) ?? true
     }
 }
 
@@ -184,17 +206,10 @@ enum ListPager {
             exhausted = window.isLast && used == window.jobs.count || window.jobs.isEmpty
         }
 
-        guard !exhausted, let last = jobs.last else {
+        guard !exhausted, !jobs.isEmpty else {
             return (jobs, exhausted ? nil : walk, total, complete)
         }
-        let time = orderingTime(last.createdAt)
-        var hashes = jobs.filter { orderingTime($0.createdAt) == time }.map { ListCursor.Boundary.hash($0.id) }
-        if let boundary = walk.boundary, boundary.time == time {
-            hashes = boundary.idHashes + hashes
-        }
-        // TODO: past `boundaryIds` jobs in one second the oldest hashes are dropped; if offsets also shift during
-        // such a walk, a job could be handed out twice.
-        walk.boundary = ListCursor.Boundary(time: time, idHashes: Array(hashes.suffix(GatewayLimits.boundaryIds)))
+        walk.boundary = ListCursor.Boundary.after(jobs, previous: walk.boundary) { orderingTime($0.createdAt) }
         return (jobs, walk, total, complete)
     }
 

@@ -22,7 +22,7 @@ struct RawHTTPClient {
     var port: UInt16
     var host = "127.0.0.1"
     /// Seconds before a read gives up, so a hung server fails the test instead of blocking it.
-    var timeout = 10
+    var timeout = 30
 
     /// Sends one request on a fresh connection and reads the whole answer.
     func send(
