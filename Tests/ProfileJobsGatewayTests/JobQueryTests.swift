@@ -146,6 +146,73 @@ import Testing
         #expect(!complete, "the running jobs updated during the walk were left out, and the answer said so")
     }
 
+    /// Azure's whole-second times: a job updated after the walk began can still show the walk's cutoff second.
+    @Test func aJobUpdatedInTheCutoffSecondIsFlaggedNotLost() async throws {
+        final class Platform: @unchecked Sendable {  // Touched by one task at a time in this test.
+            var jobs: [SystemJob]
+
+            init(_ jobs: [SystemJob]) {
+                self.jobs = jobs
+            }
+
+            func window(_ offset: Int, _ limit: Int) -> UpstreamWindow {
+                let ordered = jobs.sorted(by: SystemJob.newestFirst)
+                let slice = Array(ordered.dropFirst(offset).prefix(limit))
+                return UpstreamWindow(jobs: slice, isLast: offset + slice.count >= ordered.count, total: ordered.count)
+            }
+        }
+        let platform = Platform(
+            [("a", 50), ("e", 49), ("b", 48), ("c", 47), ("d", 46)].map { id, second in
+                SystemJob(
+                    id: id, cloud: .azure, type: .deleteDataset, status: .queued, createdAt: "2024-12-22T19:44:00Z",
+                    updatedAt: "2024-12-22T19:50:\(second)Z")
+            })
+        var query = JobQuery()
+        query.sortField = .updatedAt
+
+        let first = try await ListScan.page(
+            from: ScanCursor(limit: 2, fingerprint: query.fingerprint), query: query
+        ) { (offset, limit) throws(GatewayError) in platform.window(offset, limit) }
+        #expect(first.jobs.map(\.id) == ["a", "e"])
+        #expect(first.complete)
+
+        platform.jobs[2].updatedAt = "2024-12-22T19:50:50Z"
+        let second = try await ListScan.page(from: try #require(first.next), query: query) {
+            (offset, limit) throws(GatewayError) in platform.window(offset, limit)
+        }
+        #expect(second.jobs.map(\.id) == ["c", "d"])
+        #expect(
+            !second.complete, "job b moved into the cutoff second after the walk began: it is left out, and said so")
+    }
+
+    /// The scan orders ties by id itself, so its cursor is an exact position however many jobs share a second.
+    @Test func aScanWalkEndsWithMoreJobsInOneSecondThanACursorCouldList() async throws {
+        let jobs = (0..<990).map { index in
+            SystemJob(
+                id: String(format: "j%04d", index), cloud: .azure, type: .deleteDataset, status: .succeeded,
+                createdAt: "2024-12-22T19:44:50Z")
+        }
+        var query = JobQuery()
+        query.ascending = true
+
+        var seen: [String] = []
+        var cursor = ScanCursor(limit: 100, fingerprint: query.fingerprint)
+        var pages = 0
+        while pages < 30 {
+            pages += 1
+            let page = try await ListScan.page(from: cursor, query: query, fetch: Self.fetch(jobs))
+            seen += page.jobs.map(\.id)
+            guard let next = page.next else { break }
+            guard case .scan(let decoded)? = ListPosition(encoded: ListPosition.scan(next).encoded) else {
+                Issue.record("the cursor did not survive its encoding")
+                return
+            }
+            cursor = decoded
+        }
+        #expect(pages == 10)
+        #expect(seen == jobs.map(\.id))
+    }
+
     @Test func timesCompareAsInstantsNotText() {
         #expect(orderingTime("2024-12-22T19:44:50Z") == orderingTime("2024-12-22T19:44:50.000000Z"))
         #expect(orderingTime("2024-12-22T19:44:50Z") < orderingTime("2024-12-22T19:44:50.1Z"))

@@ -124,18 +124,33 @@ struct JobQuery: Equatable, Sendable {
 
 /// Where a walk over a gateway-ordered list stands: the query it belongs to and the last job handed out.
 struct ScanCursor: Equatable {
+    /// A job's place in the gateway's order: its sort time, and its id, which breaks ties.
+    struct Position: Equatable {
+        var time: String
+        var id: String
+    }
+
     var limit: Int
     var fingerprint: UInt32
-    /// For walks ordered by update time: the latest update time seen when the walk began. Jobs keep being updated
-    /// while they run, so a job updated later would otherwise move past the cursor again and again.
+    /// For walks ordered by update time: the latest update time seen when the walk began, and the jobs that had
+    /// it then. Jobs keep being updated while they run, so a job updated later would otherwise move past the
+    /// cursor again and again; with whole-second times "later" may still read as the same second.
     var asOf: String?
-    var boundary: ListCursor.Boundary?
+    var asOfIdHashes: [UInt32] = []
+    var after: Position?
 
-    init(limit: Int, fingerprint: UInt32, asOf: String? = nil, boundary: ListCursor.Boundary? = nil) {
+    init(
+        limit: Int,
+        fingerprint: UInt32,
+        asOf: String? = nil,
+        asOfIdHashes: [UInt32] = [],
+        after: Position? = nil
+    ) {
         self.limit = limit
         self.fingerprint = fingerprint
         self.asOf = asOf
-        self.boundary = boundary
+        self.asOfIdHashes = asOfIdHashes
+        self.after = after
     }
 }
 
@@ -158,10 +173,11 @@ enum ListPosition: Equatable {
         case .walk(let cursor):
             return cursor.encoded
         case .scan(let cursor):
-            var fields = ["s1", String(cursor.limit), String(cursor.fingerprint, radix: 16), cursor.asOf ?? ""]
-            if let boundary = cursor.boundary {
-                fields += [boundary.time, boundary.idHashes.map(ListCursor.hex).joined()]
-            }
+            // The id goes last and may contain anything, '|' included: decoding splits off six fields only.
+            let fields = [
+                "s1", String(cursor.limit), String(cursor.fingerprint, radix: 16), cursor.asOf ?? "",
+                cursor.asOfIdHashes.map(ListCursor.hex).joined(), cursor.after?.time ?? "", cursor.after?.id ?? "",
+            ]
             return ListCursor.base64URL(fields.joined(separator: "|"))
         }
     }
@@ -181,15 +197,21 @@ enum ListPosition: Equatable {
             return
         }
         guard let text = ListCursor.fromBase64URL(encoded) else { return nil }
-        let fields = text.split(separator: "|", omittingEmptySubsequences: false)
-        guard fields.count == 4 || fields.count == 6, fields[0] == "s1", let limit = Int(fields[1]),
+        let fields = text.split(separator: "|", maxSplits: 6, omittingEmptySubsequences: false)
+        guard fields.count == 7, fields[0] == "s1", let limit = Int(fields[1]),
             GatewayLimits.pageSizes.contains(limit), let fingerprint = UInt32(fields[2], radix: 16)
         else { return nil }
-        var cursor = ScanCursor(
-            limit: limit, fingerprint: fingerprint, asOf: fields[3].isEmpty ? nil : String(fields[3]))
-        if fields.count == 6 {
-            guard let hashes = ListCursor.hashes(fields[5]) else { return nil }
-            cursor.boundary = ListCursor.Boundary(time: String(fields[4]), idHashes: hashes)
+        var cursor = ScanCursor(limit: limit, fingerprint: fingerprint)
+        if !fields[3].isEmpty {
+            cursor.asOf = String(fields[3])
+            if !fields[4].isEmpty {
+                guard let hashes = ListCursor.hashes(fields[4]) else { return nil }
+                cursor.asOfIdHashes = hashes
+            }
+        }
+        if !fields[5].isEmpty {
+            guard !fields[6].isEmpty else { return nil }
+            cursor.after = ScanCursor.Position(time: String(fields[5]), id: String(fields[6]))
         }
         self = .scan(cursor)
     }
@@ -225,25 +247,41 @@ enum ListScan {
         var matching = read.values.filter(query.matches).sorted(by: query.precedes)
         var cursor = cursor
         if query.sortField == .updatedAt {
-            let asOf = cursor.asOf ?? read.values.map { query.sortKey($0) }.max() ?? ""
-            cursor.asOf = asOf
+            if cursor.asOf == nil {
+                let latest = read.values.map { query.sortKey($0) }.max() ?? ""
+                cursor.asOf = latest
+                cursor.asOfIdHashes = Array(
+                    read.values.filter { query.sortKey($0) == latest }.map { ListCursor.Boundary.hash($0.id) }
+                        .prefix(GatewayLimits.boundaryIds))
+            }
+            let asOf = cursor.asOf ?? ""
             let before = matching.count
-            matching.removeAll { query.sortKey($0) > asOf }
+            matching.removeAll { job in
+                let time = query.sortKey(job)
+                return time > asOf || (time == asOf && !cursor.asOfIdHashes.contains(ListCursor.Boundary.hash(job.id)))
+            }
             complete = complete && matching.count == before
         }
 
         let ahead = matching.filter { isAhead($0, of: cursor, in: query) }
         let jobs = Array(ahead.prefix(cursor.limit))
-        guard ahead.count > jobs.count, !jobs.isEmpty else {
+        guard ahead.count > jobs.count, let last = jobs.last else {
             return (jobs, nil, matching.count, complete)
         }
 
         var next = cursor
-        next.boundary = ListCursor.Boundary.after(jobs, previous: cursor.boundary, time: query.sortKey)
+        next.after = ScanCursor.Position(time: query.sortKey(last), id: last.id)
         return (jobs, next, matching.count, complete)
     }
 
+    /// After the cursor's position in the gateway's order: further along in time, or at the same time with a
+    /// later id (ties are ordered by id), so the position is exact however many jobs share a time.
     private static func isAhead(_ job: SystemJob, of cursor: ScanCursor, in query: JobQuery) -> Bool {
-        cursor.boundary?.admits(time: query.sortKey(job), id: job.id, ascending: query.ascending) ?? true
+        guard let after = cursor.after else { return true }
+        let time = query.sortKey(job)
+        if time == after.time {
+            return job.id > after.id
+        }
+        return query.ascending ? time > after.time : time < after.time
     }
 }
