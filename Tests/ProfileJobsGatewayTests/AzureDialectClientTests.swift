@@ -31,7 +31,7 @@ private func runAzureClient(port: UInt16, orgId: String, deadlineSeconds: Double
         process.standardError = log
         let finished = DispatchSemaphore(value: 0)
         process.terminationHandler = { _ in finished.signal() }
-        try process.run()
+        try launch(process)
 
         let timedOut = finished.wait(timeout: .now() + deadlineSeconds) == .timedOut
         if timedOut {

@@ -137,7 +137,7 @@ import Testing
         process.standardError = errors
         process.standardOutput = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice
-        try process.run()
+        try launch(process)
         let pid = process.processIdentifier
 
         do {

@@ -22,7 +22,7 @@ final class UpstreamTestServer {
         process.standardInput = lifeline
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
-        try process.run()
+        try launch(process)
 
         // The script prints its port once it listens; end of file means it died first.
         var line: [UInt8] = []
