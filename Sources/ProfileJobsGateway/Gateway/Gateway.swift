@@ -265,7 +265,7 @@ public final class Gateway: HTTPHandler {
     /// Accepts a caller's well-formed request id so logs on both sides match; otherwise makes one.
     static func requestId(from headers: HTTPHeaders) -> String {
         if let given = headers["x-request-id"], !given.isEmpty, given.utf8.count <= 128,
-            given.utf8.allSatisfy({ isIdByte($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: ":") })
+            given.utf8.allSatisfy({ GatewayLimits.isIdByte($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: ":") })
         {
             return given
         }
@@ -273,18 +273,8 @@ public final class Gateway: HTTPHandler {
     }
 
     static func checkId(_ value: String, field: String) throws(GatewayError) {
-        guard !value.isEmpty, value.utf8.count <= GatewayLimits.maxIdLength, value.utf8.allSatisfy(isIdByte) else {
+        guard GatewayLimits.isWellFormedId(value) else {
             throw .invalidId(field: field, value: value)
-        }
-    }
-
-    private static func isIdByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
-            true
-        default:
-            false
         }
     }
 
@@ -425,7 +415,7 @@ public final class Gateway: HTTPHandler {
     }
 
     private static func checkSandbox(_ value: String, header: String) throws(GatewayError) {
-        guard !value.isEmpty, value.utf8.count <= GatewayLimits.maxIdLength, value.utf8.allSatisfy(isIdByte) else {
+        guard GatewayLimits.isWellFormedId(value) else {
             throw .invalidHeader(name: header, reason: "must be 1 to 128 letters, digits, '-' or '_'")
         }
     }

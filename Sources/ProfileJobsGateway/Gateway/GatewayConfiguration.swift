@@ -145,16 +145,16 @@ extension GatewayConfiguration {
             route.baseURL = trimmed
         }
         route.defaultSandbox = try object.string("defaultSandbox") ?? route.defaultSandbox
-        guard isSandboxName(route.defaultSandbox) else {
+        guard GatewayLimits.isWellFormedId(route.defaultSandbox) else {
             throw ConfigurationError(key: object.path("defaultSandbox"), problem: sandboxNameRule)
         }
 
         if let sandboxes = try object.object("sandboxes") {
             for name in sandboxes.fields.keys {
-                guard isSandboxName(name) else {
+                guard GatewayLimits.isWellFormedId(name) else {
                     throw ConfigurationError(key: sandboxes.path(name), problem: sandboxNameRule)
                 }
-                guard let id = try sandboxes.string(name), isSandboxName(id) else {
+                guard let id = try sandboxes.string(name), GatewayLimits.isWellFormedId(id) else {
                     throw ConfigurationError(
                         key: sandboxes.path(name), problem: "a sandbox id is 1 to 128 letters, digits, '-' or '_'")
                 }
@@ -165,20 +165,6 @@ extension GatewayConfiguration {
     }
 
     private static let sandboxNameRule = "a sandbox name is 1 to 128 letters, digits, '-' or '_'"
-
-    /// The same rule callers' sandbox headers are held to, so a configured name can always be asked for.
-    private static func isSandboxName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 128
-            && name.utf8.allSatisfy { byte in
-                switch byte {
-                case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                    UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "_"):
-                    true
-                default:
-                    false
-                }
-            }
-    }
 }
 
 /// A JSON object of the configuration together with where it sits, so every error can name its key.

@@ -109,7 +109,7 @@ struct JobQuery: Equatable, Sendable {
                 }
 
             case "datasetId", "batchId":
-                guard (try? Gateway.checkId(value, field: name)) != nil else {
+                guard GatewayLimits.isWellFormedId(value) else {
                     throw .invalidQuery(parameter: name, reason: "must be 1 to 128 letters, digits, '-' or '_'")
                 }
                 if name == "datasetId" { query.datasetId = value } else { query.batchId = value }

@@ -147,22 +147,6 @@ struct ListCursor: Equatable {
     }
 }
 
-/// Bounds the gateway enforces on what callers send.
-enum GatewayLimits {
-    static let pageSizes = 1...100
-    static let defaultPageSize = 20
-    static let maxIdLength = 128
-    /// Upstream calls one list page may take when jobs handed out earlier have to be skipped.
-    static let upstreamCallsPerPage = 5
-    /// How much of an upstream list the gateway reads to filter or order it itself: 10 calls of 100 jobs.
-    static let scanWindow = 100
-    static let scanCalls = 10
-    /// The older AWS dialect lists this many jobs at most.
-    static let awsArrayCap = 100
-    /// Jobs sharing the boundary's creation time that a cursor remembers (a cursor stays under 6.5 KB).
-    static let boundaryIds = 600
-}
-
 /// A run of jobs an upstream returned from some offset on, in its own order.
 struct UpstreamWindow {
     var jobs: [SystemJob]
