@@ -13,7 +13,7 @@ public enum DemoGuide {
               simulated AWS      http://\(host):\(awsPort)  (organization \(DemoEnvironment.awsOrg))
             Jobs move from QUEUED to RUNNING after 2 s and to SUCCEEDED after 10 s. Stop with Ctrl-C.
 
-            Try (set ORG to either organization):
+            Try, in bash or zsh (set ORG to either organization):
               ORG=\(DemoEnvironment.azureOrg)
               curl -s \(auth) -H "x-gw-ims-org-id: $ORG" \(base)
               curl -s \(auth) -H "x-gw-ims-org-id: $ORG" -H 'Content-Type: application/json' \\
@@ -21,8 +21,9 @@ public enum DemoGuide {
               curl -s \(auth) -H "x-gw-ims-org-id: $ORG" -H 'Content-Type: application/json' \\
                    -d '{"datasetId": "66a92c5910df2d1767de13f3", "batchId": "01JFSYFDFW9JAAEKHX672JMPSB"}' \(base)
               curl -s \(auth) -H "x-gw-ims-org-id: $ORG" '\(base)?limit=1'        # then ?cursor=<page.next>
-              curl -s \(auth) -H "x-gw-ims-org-id: $ORG" \(base)/<id>
-              curl -s -i -X DELETE \(auth) -H "x-gw-ims-org-id: $ORG" \(base)/<id>   # 204 on Azure, 501 on AWS
+              ID=paste-an-id-from-an-answer-above
+              curl -s \(auth) -H "x-gw-ims-org-id: $ORG" "\(base)/$ID"
+              curl -s -i -X DELETE \(auth) -H "x-gw-ims-org-id: $ORG" "\(base)/$ID"   # 204 on Azure, 501 on AWS
             A batch delete on the record dataset \(SimulatorOptions.documentedRecordDataset) is refused by the platform.
             A bearer token starting with 'user-' is a user token: on AWS the sandbox id is then unavailable.
             """
