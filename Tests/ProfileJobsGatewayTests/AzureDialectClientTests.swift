@@ -8,43 +8,20 @@ private struct ClientRun: Sendable {
     var transcript: String
 }
 
-/// Runs `Tests/clients/azure_dialect_client.py` against the gateway, killing it (SIGKILL: children inherit the test
-/// runner's blocked SIGTERM) if it has not finished by the deadline, and always reaping it.
+/// Runs `Tests/clients/azure_dialect_client.py` against the gateway, killing it if it has not finished by the
+/// deadline, and always reaping it.
 private func runAzureClient(port: UInt16, orgId: String, deadlineSeconds: Double = 60) async throws -> ClientRun {
     let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("clients").appendingPathComponent("azure_dialect_client.py")
     let output = FileManager.default.temporaryDirectory.appendingPathComponent("azure-client-\(UUID().uuidString).log")
+    defer { try? FileManager.default.removeItem(at: output) }
 
-    return try await offPool {
-        guard FileManager.default.createFile(atPath: output.path, contents: nil) else {
-            throw RawHTTPClient.Failure(description: "could not create \(output.path)")
-        }
-        defer { try? FileManager.default.removeItem(at: output) }
-        let log = try FileHandle(forWritingTo: output)
-        defer { try? log.close() }
+    let arguments = [script.path, "--base", "http://127.0.0.1:\(port)", "--org", orgId]
+    let client = try ChildProcess("python3", arguments, stdout: .file(output.path), stderr: .file(output.path))
+    let status = try await client.exit(within: deadlineSeconds)
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script.path, "--base", "http://127.0.0.1:\(port)", "--org", orgId]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = log
-        process.standardError = log
-        let finished = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in finished.signal() }
-        try launch(process)
-
-        let timedOut = finished.wait(timeout: .now() + deadlineSeconds) == .timedOut
-        if timedOut {
-            kill(process.processIdentifier, SIGKILL)
-        }
-        process.waitUntilExit()
-
-        let transcript = String(decoding: (try? Data(contentsOf: output)) ?? Data(), as: UTF8.self)
-        if timedOut {
-            throw DeadlineExceeded(seconds: deadlineSeconds)
-        }
-        return ClientRun(status: process.terminationStatus, transcript: transcript)
-    }
+    let transcript = String(decoding: (try? Data(contentsOf: output)) ?? Data(), as: UTF8.self)
+    return ClientRun(status: status, transcript: transcript)
 }
 
 /// An existing Azure-dialect Python script, unchanged, pointed at the gateway for an organization on each cloud.

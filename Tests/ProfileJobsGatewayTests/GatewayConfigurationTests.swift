@@ -130,28 +130,11 @@ import Testing
 
     /// Runs the executable to its end, killing it if it has not ended within `seconds`.
     static func run(_ arguments: [String], seconds: Double = 30) async throws -> (status: Int32, stderr: String) {
-        let process = Process()
-        process.executableURL = try executable()
-        process.arguments = arguments
-        let errors = Pipe()
-        process.standardError = errors
-        process.standardOutput = FileHandle.nullDevice
-        process.standardInput = FileHandle.nullDevice
-        try launch(process)
-        let pid = process.processIdentifier
-
-        do {
-            try await withDeadline(seconds) {
-                try await offPool { process.waitUntilExit() }
-            }
-        } catch {
-            // Children inherit the test runner's blocked SIGTERM, so only SIGKILL is sure to end them.
-            kill(pid, SIGKILL)
-            process.waitUntilExit()
-            throw error
-        }
-        let text = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        return (process.terminationStatus, text)
+        let child = try ChildProcess(try executable().path, arguments, stderr: .pipe)
+        let errors = try #require(child.errors)
+        let status = try await child.exit(within: seconds)
+        let text = String(decoding: try await offPool { errors.readAll() }, as: UTF8.self)
+        return (status, text)
     }
 
     @Test func serveRefusesABadConfigurationNamingTheKey() async throws {

@@ -1,6 +1,5 @@
 import Foundation
 import Glibc
-import Synchronization
 
 /// A blocking HTTP/1.1 client over a plain socket, so tests can send exactly the bytes they mean (also malformed ones).
 struct RawHTTPClient {
@@ -146,12 +145,4 @@ func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async thro
         thread.stackSize = 256 * 1024
         thread.start()
     }
-}
-
-/// Foundation's `Process.run()` on Linux has crashed when tests launched processes at the same time (a bad copy
-/// inside it), so every test launches through this one lock.
-private let processLaunch = Mutex(())
-
-func launch(_ process: Process) throws {
-    try processLaunch.withLock { _ in try process.run() }
 }

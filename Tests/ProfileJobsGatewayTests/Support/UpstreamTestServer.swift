@@ -8,27 +8,20 @@ final class UpstreamTestServer {
     }
 
     let port: Int
-    private let process: Process
-    /// Closing it tells the script to exit, even if this process dies without running `deinit`.
-    private let lifeline = Pipe()
+    /// Its stdin: closing it tells the script to exit, even if this process dies without running `deinit`.
+    private let child: ChildProcess
 
     init() throws {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("upstream_test_server.py")
-        let output = Pipe()
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", script.path]
-        process.standardInput = lifeline
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try launch(process)
+        child = try ChildProcess("python3", [script.path], stdin: .pipe, stdout: .pipe, stderr: .null)
 
         // The script prints its port once it listens; end of file means it died first.
         var line: [UInt8] = []
         while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = output.fileHandleForReading.availableData
+            let chunk = child.output?.readSome() ?? []
             guard !chunk.isEmpty else {
+                child.terminate()
                 throw StartupFailed(description: "the test upstream exited before reporting its port")
             }
             line += chunk
@@ -36,16 +29,15 @@ final class UpstreamTestServer {
 
         let text = String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard let port = Int(text) else {
-            kill(process.processIdentifier, SIGKILL)
+            child.terminate()
             throw StartupFailed(description: "the test upstream printed \(text) instead of a port")
         }
         self.port = port
     }
 
     deinit {
-        try? lifeline.fileHandleForWriting.close()
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        child.input?.close()
+        child.terminate()
     }
 
     func url(_ path: String) -> String {
