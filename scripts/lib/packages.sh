@@ -15,4 +15,5 @@ ensure_packages() {
 }
 
 # What building and testing the gateway needs besides the Swift toolchain.
-GATEWAY_BUILD_PACKAGES=(pkg-config libmicrohttpd-dev libcurl4-openssl-dev ca-certificates python3 python3-venv curl)
+GATEWAY_BUILD_PACKAGES=(pkg-config libmicrohttpd-dev libcurl4-openssl-dev ca-certificates python3 python3-venv curl
+    rsyslog prometheus)
