@@ -3,7 +3,7 @@ import Testing
 
 @testable import ProfileJobsGateway
 
-/// The registry's exposition text and its cap on series.
+/// The registry's exposition text, its cap on series, and the gateway's metric set.
 @Suite struct MetricsTests {
     @Test func rendersFamiliesSortedWithEscapedLabels() {
         let registry = MetricsRegistry()
@@ -85,6 +85,115 @@ import Testing
         #expect(exposition.samples.count == 4)
         #expect(exposition.value("demo_hits_total", ["route": "other", "method": "other"]) == 5)
     }
+
+    @Test func gatewayRoutesAreCappedAtTheDefaultLimit() throws {
+        let metrics = GatewayMetrics()
+        let junk = MetricsRegistry.defaultSeriesLimit + 200
+
+        for index in 0..<junk {
+            metrics.requestFinished(route: "/junk/\(index)", method: "GET", status: 404, cloud: "aws", seconds: 0.01)
+        }
+
+        let exposition = try Exposition(metrics.render())
+        let series = exposition.samples.keys.filter { $0.hasPrefix("profile_jobs_gateway_http_requests_total{") }
+        #expect(series.count == MetricsRegistry.defaultSeriesLimit + 1)
+        let requests = exposition.gateway(
+            "http_requests_total", ["route": "other", "method": "other", "status_class": "other", "cloud": "other"])
+        #expect(requests == 200)
+        let durations = exposition.gateway(
+            "http_request_duration_seconds_count", ["route": "other", "method": "other", "cloud": "other"])
+        #expect(durations == 200)
+    }
+
+    @Test func concurrentRecordingKeepsExactTotals() async throws {
+        let metrics = GatewayMetrics()
+        let registry = MetricsRegistry()
+        let counter = registry.counter("demo_events_total", help: "Events.", labels: ["worker"])
+        let histogram = registry.histogram("demo_wait_seconds", help: "Waits.", buckets: [1])
+        let threads = 16
+        let rounds = 2000
+        let route = "/v1/system/jobs/{id}"
+
+        // Real threads, so recordings overlap instead of taking turns on the cooperative pool.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for thread in 0..<threads {
+                group.addTask {
+                    try await offPool {
+                        for round in 0..<rounds {
+                            counter.increment(labels: ["\(thread % 4)"])
+                            histogram.observe(0.5)
+                            metrics.requestStarted()
+                            metrics.sandboxCacheHit()
+                            let method = round.isMultiple(of: 2) ? "GET" : "DELETE"
+                            metrics.requestFinished(
+                                route: route, method: method, status: 200, cloud: "azure", seconds: 0)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+
+        let total = Double(threads * rounds)
+        for worker in 0..<4 {
+            #expect(counter.value(labels: ["\(worker)"]) == total / 4)
+        }
+        #expect(histogram.snapshot()?.count == UInt64(total))
+        #expect(histogram.snapshot()?.sum == total / 2)
+
+        let exposition = try Exposition(metrics.render())
+        #expect(exposition.gateway("http_requests_in_flight") == 0)
+        #expect(exposition.gateway("sandbox_cache_hits_total") == total)
+        for method in ["GET", "DELETE"] {
+            let requests = exposition.gateway(
+                "http_requests_total", ["route": route, "method": method, "status_class": "2xx", "cloud": "azure"])
+            #expect(requests == total / 2)
+            let fastest = exposition.gateway(
+                "http_request_duration_seconds_bucket",
+                ["route": route, "method": method, "cloud": "azure", "le": "0.0005"])
+            #expect(fastest == total / 2)
+        }
+    }
+
+    @Test func gatewayNormalizesLabelsAndShowsZeroCountersFromTheStart() throws {
+        let fresh = try Exposition(GatewayMetrics().render())
+        #expect(fresh.gateway("sandbox_cache_hits_total") == 0)
+        #expect(fresh.gateway("sandbox_cache_misses_total") == 0)
+        #expect(fresh.gateway("http_requests_in_flight") == 0)
+        #expect(fresh.gateway("build_info", ["version": "0.1.0"]) == 1)
+
+        let metrics = GatewayMetrics()
+        let jobs = "/v1/system/jobs"
+        metrics.requestStarted()
+        metrics.requestStarted()
+        metrics.requestFinished(route: jobs, method: "PATCH", status: 404, cloud: "gcp", seconds: 0.003)
+        metrics.requestFinished(route: jobs, method: "get", status: 999, cloud: "", seconds: 0.003)
+        metrics.upstreamCall(cloud: "aws", seconds: 0.2)
+        metrics.upstreamError(cloud: "aws", kind: "exploded")
+        metrics.upstreamError(cloud: "aws", kind: "timeout")
+        metrics.sandboxCacheMiss()
+        metrics.auditWrite(sink: "file", succeeded: true)
+        metrics.auditWrite(sink: "kafka", succeeded: false)
+
+        let exposition = try Exposition(metrics.render())
+        #expect(exposition.gateway("http_requests_in_flight") == 0)
+        for statusClass in ["4xx", "other"] {
+            let requests = exposition.gateway(
+                "http_requests_total", ["route": jobs, "method": "other", "status_class": statusClass, "cloud": ""])
+            #expect(requests == 1)
+        }
+        let durations = exposition.gateway(
+            "http_request_duration_seconds_count", ["route": jobs, "method": "other", "cloud": ""])
+        #expect(durations == 2)
+        #expect(exposition.gateway("upstream_request_duration_seconds_bucket", ["cloud": "aws", "le": "0.1"]) == 0)
+        #expect(exposition.gateway("upstream_request_duration_seconds_bucket", ["cloud": "aws", "le": "0.25"]) == 1)
+        #expect(exposition.gateway("upstream_errors_total", ["cloud": "aws", "kind": "other"]) == 1)
+        #expect(exposition.gateway("upstream_errors_total", ["cloud": "aws", "kind": "timeout"]) == 1)
+        #expect(exposition.gateway("sandbox_cache_misses_total") == 1)
+        #expect(exposition.gateway("audit_records_written_total", ["sink": "file"]) == 1)
+        #expect(exposition.gateway("audit_write_failures_total", ["sink": "other"]) == 1)
+        #expect(GatewayMetrics.contentType == "text/plain; version=0.0.4; charset=utf-8")
+    }
 }
 
 /// Samples of an exposition keyed by series (`name{labels}` as written), for looking values up in tests.
@@ -109,5 +218,10 @@ private struct Exposition {
     func value(_ name: String, _ labels: KeyValuePairs<String, String> = [:]) -> Double? {
         let pairs = labels.map { #"\#($0.key)="\#($0.value)""# }
         return samples[labels.isEmpty ? name : name + "{" + pairs.joined(separator: ",") + "}"]
+    }
+
+    /// A sample of the gateway's own metric set, named without its prefix.
+    func gateway(_ name: String, _ labels: KeyValuePairs<String, String> = [:]) -> Double? {
+        value("profile_jobs_gateway_" + name, labels)
     }
 }
