@@ -3,7 +3,7 @@ import Testing
 
 @testable import ProfileJobsGateway
 
-/// The registry's exposition text, its cap on series, and the gateway's metric set.
+/// The registry's exposition text, its cap on series, and the gateway's metric set as Prometheus reads it.
 @Suite struct MetricsTests {
     @Test func rendersFamiliesSortedWithEscapedLabels() {
         let registry = MetricsRegistry()
@@ -193,6 +193,63 @@ import Testing
         #expect(exposition.gateway("audit_records_written_total", ["sink": "file"]) == 1)
         #expect(exposition.gateway("audit_write_failures_total", ["sink": "other"]) == 1)
         #expect(GatewayMetrics.contentType == "text/plain; version=0.0.4; charset=utf-8")
+    }
+
+    @Test func promtoolAcceptsTheGatewaysExposition() async throws {
+        let metrics = GatewayMetrics()
+        metrics.requestStarted()
+        metrics.requestStarted()
+        metrics.requestFinished(
+            route: "/v1/system/jobs/{id}", method: "GET", status: 200, cloud: "azure", seconds: 0.004)
+        metrics.requestFinished(route: "/v1/system/jobs", method: "POST", status: 502, cloud: "aws", seconds: 31)
+        metrics.requestFinished(
+            route: "odd \"route\" \\ with\nnewline and ünïcødé", method: "BREW", status: 418, cloud: "", seconds: 0)
+        metrics.upstreamCall(cloud: "azure", seconds: 0.0001)
+        metrics.upstreamCall(cloud: "aws", seconds: 12)
+        for kind in ["timeout", "unreachable", "tls", "status_5xx", "status_4xx", "malformed", "other", "weird\"kind"] {
+            metrics.upstreamError(cloud: "aws", kind: kind)
+        }
+        metrics.sandboxCacheHit()
+        metrics.sandboxCacheMiss()
+        for sink in ["file", "syslog", "stdout"] {
+            metrics.auditWrite(sink: sink, succeeded: true)
+            metrics.auditWrite(sink: sink, succeeded: false)
+        }
+
+        let check = try await promtoolCheckMetrics(metrics.render())
+        #expect(check.status == 0)
+        #expect(check.report == "", "promtool found problems")
+    }
+
+    /// The check above means something only if promtool does fail on a text that breaks the conventions.
+    @Test(arguments: [
+        "# HELP demo_requests Requests.\n# TYPE demo_requests counter\ndemo_requests 1\n",
+        "# HELP demo_total Bad.\n# TYPE demo_total counter\ndemo_total{route=\"unterminated} 1\n",
+    ])
+    func promtoolRejectsABrokenExposition(_ text: String) async throws {
+        let check = try await promtoolCheckMetrics(Array(text.utf8))
+        #expect(check.status != 0)
+        #expect(check.report != "")
+    }
+
+    /// Runs `promtool check metrics` on `exposition`; its status and whatever it printed on stdout and stderr.
+    private func promtoolCheckMetrics(_ exposition: [UInt8]) async throws -> (status: Int32, report: String) {
+        let child = try ChildProcess("promtool", ["check", "metrics"], stdin: .pipe, stdout: .pipe, stderr: .pipe)
+        defer { child.terminate() }
+        let input = try #require(child.input)
+        let output = try #require(child.output)
+        let errors = try #require(child.errors)
+
+        // Both streams drain while stdin is written, so a full pipe cannot stall either side.
+        async let printed = offPool { output.readAll() }
+        async let complained = offPool { errors.readAll() }
+        try await offPool {
+            input.write(exposition)
+            input.close()
+        }
+
+        let report = String(decoding: try await printed + complained, as: UTF8.self)
+        return (try await child.exit(within: 30), report)
     }
 }
 
