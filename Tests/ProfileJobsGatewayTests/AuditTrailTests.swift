@@ -36,6 +36,18 @@ import Testing
         try await observer.close(trail)
     }
 
+    /// A record read back from its line, as search and recovery do, must be written with the same time again.
+    @Test func aTimeReadBackFromALineFormatsToTheSameText() throws {
+        for step in 0..<2000 {
+            let time = Date(timeIntervalSince1970: 1_780_000_000 + Double(step) * 0.0137)
+            let text = AuditRecord.formatTime(time)
+            let parsed = try #require(AuditRecord.parseTime(text))
+            #expect(AuditRecord.formatTime(parsed) == text)
+            #expect(abs(parsed.timeIntervalSince(time)) < 0.000_501, "rounded to the nearest millisecond")
+        }
+        #expect(AuditRecord.formatTime(Date(timeIntervalSince1970: 1_780_000_000.1236)) == "2026-05-28T20:26:40.124Z")
+    }
+
     @Test func searchFiltersByEveryFieldNewestFirst() async throws {
         let scratch = try Scratch()
         defer { scratch.remove() }

@@ -37,10 +37,12 @@ public final class AuditTrail: Sendable {
             var outcome = intent
             outcome.event = .outcome
             outcome.outcome = .unknown
-            // At the line's millisecond precision, so the record reported is the one the file holds.
-            outcome.time = AuditRecord.parseTime(AuditRecord.formatTime(.now)) ?? .now
+            outcome.time = .now
+            let line = outcome.json
+            // Read back from its line, so the record reported is the one the file holds, to the millisecond.
+            outcome = AuditRecord(json: line) ?? outcome
             do {
-                try file.appendNow(outcome.json + [10])
+                try file.appendNow(line + [10])
             } catch {
                 onWrite("file", false)
                 throw error
