@@ -409,3 +409,119 @@ enum AuditSamples {
         return [a, aOutcome, b, bOutcome, c, cOutcome]
     }()
 }
+
+/// Copies of the trail at a real rsyslog: the RFC 5424 fields it parses, over TCP and UDP, and a TCP collector
+/// that is not there yet or goes away for a while.
+@Suite struct AuditSyslogTests {
+    @Test func theMessageIsRFC5424WithTheRecordAsMessage() {
+        let intent = AuditSamples.all[0]
+        let message = SyslogMessage.format(
+            intent, facility: 16, hostname: "gw-1", appName: "profile-jobs-gateway", processId: 42)
+        let header = "<133>1 2026-03-01T10:00:00.250Z gw-1 profile-jobs-gateway 42 intent - "
+        #expect(message == Array(header.utf8) + intent.json)
+
+        let severities = AuditSamples.all.map(SyslogMessage.severity)
+        #expect(severities == [5, 5, 5, 4, 5, 5])
+        var unknown = AuditSamples.all[1]
+        unknown.outcome = .unknown
+        #expect(SyslogMessage.severity(of: unknown) == 4)
+
+        #expect(SyslogMessage.headerField("my gateway\u{7f}é", maxLength: 48) == "my_gateway__")
+        #expect(SyslogMessage.headerField("", maxLength: 48) == "-")
+        #expect(SyslogMessage.headerField(String(repeating: "a", count: 60), maxLength: 48).count == 48)
+    }
+
+    @Test func recordsReachRsyslogOverTCP() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let receiver = try await SyslogReceiver.started(in: scratch.url.appendingPathComponent("rsyslog"))
+        // A name, not a literal: every address it resolves to is tried until one connects.
+        let syslog = SyslogConfiguration(transport: .tcp, host: "localhost", port: receiver.tcpPort)
+
+        try await Self.expectDelivery(of: AuditSamples.all, through: syslog, to: receiver, in: scratch)
+        try await receiver.stop()
+    }
+
+    @Test func recordsReachRsyslogOverUDP() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let receiver = try await SyslogReceiver.started(in: scratch.url.appendingPathComponent("rsyslog"))
+        try await receiver.waitUntilUDPIsReady()
+        let syslog = SyslogConfiguration(
+            transport: .udp, host: "127.0.0.1", port: receiver.udpPort, facility: 23, appName: "audit-udp")
+
+        try await Self.expectDelivery(of: AuditSamples.all, through: syslog, to: receiver, in: scratch)
+        try await receiver.stop()
+    }
+
+    @Test func tcpRecordsWaitForTheCollectorAndFollowItsRestart() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let receiver = try SyslogReceiver(directory: scratch.url.appendingPathComponent("rsyslog"))
+        let syslog = SyslogConfiguration(transport: .tcp, host: "127.0.0.1", port: receiver.tcpPort)
+        let observer = AuditObserver()
+        let trail = try await observer.open(scratch.path("trail.jsonl"), syslog: syslog)
+        let records = AuditSamples.all
+
+        // The collector is not up yet: the file takes the records at once, the copies wait.
+        for record in records.prefix(3) {
+            try await trail.write(record)
+        }
+        try await withDeadline(30) {
+            while !observer.logs().contains(where: { $0["message"] == .string("syslog collector unreachable") }) {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        #expect(observer.deliveries("syslog", true) == 0)
+        try await receiver.start()
+        let early = try await receiver.waitForMessages(records.prefix(3).map(Self.text))
+        #expect(early.map(\.messageId) == ["intent", "outcome", "intent"])
+
+        // It goes away and comes back on the same port; what was written meanwhile arrives after.
+        try await receiver.stop()
+        for record in records.dropFirst(3) {
+            try await trail.write(record)
+        }
+        try await receiver.start()
+        let late = try await receiver.waitForMessages(records.dropFirst(3).map(Self.text))
+        #expect(late.map(\.severity) == [4, 5, 5])
+
+        try await observer.close(trail)
+        #expect(observer.deliveries("syslog", true) == records.count)
+        #expect(observer.deliveries("syslog", false) == 0)
+        #expect(observer.deliveries("file", true) == records.count)
+        try await receiver.stop()
+    }
+
+    /// Writes `records` through a trail shipping to `syslog` and checks what rsyslog parsed out of each message.
+    static func expectDelivery(
+        of records: [AuditRecord],
+        through syslog: SyslogConfiguration,
+        to receiver: SyslogReceiver,
+        in scratch: Scratch
+    ) async throws {
+        let observer = AuditObserver()
+        let trail = try await observer.open(scratch.path("trail.jsonl"), syslog: syslog)
+        for record in records {
+            try await trail.write(record)
+        }
+
+        let messages = try await receiver.waitForMessages(records.map(text))
+        for (record, message) in zip(records, messages) {
+            #expect(message.facility == syslog.facility)
+            #expect(message.severity == SyslogMessage.severity(of: record))
+            #expect(message.appName == syslog.appName)
+            #expect(message.messageId == record.event.rawValue)
+            #expect(message.processId == String(getpid()))
+            #expect(message.hostname == SyslogMessage.localHostname())
+        }
+
+        try await observer.close(trail)
+        #expect(observer.deliveries("syslog", true) == records.count)
+        #expect(observer.deliveries("syslog", false) == 0)
+    }
+
+    static func text(_ record: AuditRecord) -> String {
+        String(decoding: record.json, as: UTF8.self)
+    }
+}
