@@ -231,6 +231,7 @@ func startDetachedThread(_ body: @escaping @Sendable () -> Void) -> Int32 {
             return nil
         }, context)
 
+    // Unmanaged: no thread took the retain over, so it is given back here.
     if started != 0 { Unmanaged<ThreadBody>.fromOpaque(context).release() }
     return started
 }
