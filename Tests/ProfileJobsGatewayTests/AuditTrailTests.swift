@@ -435,6 +435,7 @@ enum AuditSamples {
         let scratch = try Scratch()
         defer { scratch.remove() }
         let receiver = try await SyslogReceiver.started(in: scratch.url.appendingPathComponent("rsyslog"))
+        defer { receiver.terminate() }
         // A name, not a literal: every address it resolves to is tried until one connects.
         let syslog = SyslogConfiguration(transport: .tcp, host: "localhost", port: receiver.tcpPort)
 
@@ -446,6 +447,7 @@ enum AuditSamples {
         let scratch = try Scratch()
         defer { scratch.remove() }
         let receiver = try await SyslogReceiver.started(in: scratch.url.appendingPathComponent("rsyslog"))
+        defer { receiver.terminate() }
         try await receiver.waitUntilUDPIsReady()
         let syslog = SyslogConfiguration(
             transport: .udp, host: "127.0.0.1", port: receiver.udpPort, facility: 23, appName: "audit-udp")
@@ -458,6 +460,7 @@ enum AuditSamples {
         let scratch = try Scratch()
         defer { scratch.remove() }
         let receiver = try SyslogReceiver(directory: scratch.url.appendingPathComponent("rsyslog"))
+        defer { receiver.terminate() }
         let syslog = SyslogConfiguration(transport: .tcp, host: "127.0.0.1", port: receiver.tcpPort)
         let observer = AuditObserver()
         let trail = try await observer.open(scratch.path("trail.jsonl"), syslog: syslog)
@@ -467,10 +470,8 @@ enum AuditSamples {
         for record in records.prefix(3) {
             try await trail.write(record)
         }
-        try await withDeadline(30) {
-            while !observer.logs().contains(where: { $0["message"] == .string("syslog collector unreachable") }) {
-                try await Task.sleep(for: .milliseconds(20))
-            }
+        try await poll(for: 30, "the shipper finds the collector missing") {
+            observer.logs().contains { $0["message"] == .string("syslog collector unreachable") }
         }
         #expect(observer.deliveries("syslog", true) == 0)
         try await receiver.start()

@@ -53,7 +53,16 @@ final class SyslogReceiver: Sendable {
     }
 
     deinit {
-        child.withLock { $0?.terminate() }
+        terminate()
+    }
+
+    /// Kills rsyslogd if it still runs, for `defer`: a failed test must not leave a collector behind.
+    func terminate() {
+        let process = child.withLock { child in
+            defer { child = nil }
+            return child
+        }
+        process?.terminate()
     }
 
     /// A receiver already listening, on new ports when rsyslogd could not take the first ones.
@@ -82,13 +91,9 @@ final class SyslogReceiver: Sendable {
 
         let port = tcpPort
         do {
-            try await withDeadline(30) {
-                while !(try await offPool { Self.accepts(port: port) }) {
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-            }
+            try await poll(for: 30, "rsyslogd listens on \(port)") { try await offPool { Self.accepts(port: port) } }
         } catch {
-            throw Failure(description: "rsyslogd did not listen on \(port): \(error); stderr: \(errors())")
+            throw Failure(description: "\(error); rsyslogd stderr: \(errors())")
         }
     }
 
@@ -104,12 +109,9 @@ final class SyslogReceiver: Sendable {
     func waitUntilUDPIsReady() async throws {
         let port = udpPort
         let marker = "udp-probe-\(UUID().uuidString)"
-        try await withDeadline(30) {
-            while true {
-                try await offPool { try Self.sendDatagram("<134>1 - probe - - probe - \(marker)", port: port) }
-                if try await self.messages().contains(where: { $0.text == marker }) { return }
-                try await Task.sleep(for: .milliseconds(100))
-            }
+        try await poll(for: 30, "a UDP probe reaches rsyslogd") {
+            try await offPool { try Self.sendDatagram("<134>1 - probe - - probe - \(marker)", port: port) }
+            return try await self.messages().contains { $0.text == marker }
         }
     }
 
@@ -123,19 +125,18 @@ final class SyslogReceiver: Sendable {
     /// Waits until messages with each of `texts` as MSG have arrived, and returns them in that order.
     func waitForMessages(_ texts: [String], within seconds: Double = 60) async throws -> [Message] {
         do {
-            return try await withDeadline(seconds) {
-                while true {
-                    let received = try await self.messages()
-                    let found = texts.compactMap { text in received.first { $0.text == text } }
-                    if found.count == texts.count { return found }
-                    try await Task.sleep(for: .milliseconds(100))
-                }
+            try await poll(for: seconds, "\(texts.count) messages arrive") {
+                let received = try await self.messages().map(\.text)
+                return texts.allSatisfy(received.contains)
             }
-        } catch let error as DeadlineExceeded {
+        } catch {
             let received = try await messages().map(\.text)
             let missing = texts.filter { !received.contains($0) }
             throw Failure(description: "\(error): missing \(missing); rsyslogd stderr: \(errors())")
         }
+
+        let received = try await messages()
+        return texts.compactMap { text in received.first { $0.text == text } }
     }
 
     /// What rsyslogd said on standard error, for failure messages.
@@ -215,5 +216,25 @@ final class SyslogReceiver: Sendable {
             }
         }
         guard sent == bytes.count else { throw Failure(description: "sendto failed") }
+    }
+}
+
+/// Polls `condition` until it holds, failing after `seconds`.
+///
+/// The loop checks the time itself as well: `withDeadline` fails the test but cannot stop its body, which would
+/// otherwise poll, and keep what it captured alive, until the test process ends.
+func poll(
+    for seconds: Double,
+    _ what: String,
+    _ condition: @escaping @Sendable () async throws -> Bool
+) async throws {
+    let end = ContinuousClock.now + .seconds(seconds)
+    try await withDeadline(seconds + 10) {
+        while try await !condition() {
+            guard ContinuousClock.now < end else {
+                throw SyslogReceiver.Failure(description: "\(what): not within \(seconds) s")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
     }
 }
