@@ -178,8 +178,13 @@ extension AuditRecord {
     }
 
     /// UTC with milliseconds (`2026-12-03T19:04:05.123Z`), which sorts as text in time order.
+    ///
+    /// Rounds to the nearest millisecond: the formatter truncates, and a parsed `.123` is often a Double just below
+    /// it, so without the quarter-millisecond nudge a record read back from its line would be written 1 ms earlier.
     public static func formatTime(_ date: Date) -> String {
-        date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
+        let milliseconds = (date.timeIntervalSinceReferenceDate * 1000).rounded()
+        let nudged = Date(timeIntervalSinceReferenceDate: (milliseconds + 0.25) / 1000)
+        return nudged.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true))
     }
 
     public static func parseTime(_ text: String) -> Date? {
