@@ -1,3 +1,4 @@
+import FoundationEssentials
 import ProfileJobsGateway
 
 /// Both simulated platforms and a gateway routed to them, on loopback: what `demo` runs and what end-to-end tests
@@ -10,18 +11,21 @@ public final class DemoEnvironment: Sendable {
     public let aws: AWSSimulator
     public let gateway: Gateway
     public let configuration: GatewayConfiguration
+    public let audit: AuditTrail
     private let servers: [HTTPServer]
     private let transport: CurlTransport
 
     /// Starts the simulators on free ports and the gateway on `gatewayPort` (0 for a free one).
     ///
     /// - Parameters:
+    ///   - auditFile: the audit trail's file; a new file in a new temporary directory when nil.
     ///   - configure: adjusts the gateway's configuration once the simulators' addresses are in it.
     public init(
         host: String = "127.0.0.1",
         gatewayPort: UInt16 = 0,
         simulatorOptions: SimulatorOptions = SimulatorOptions(),
         awsOptions: SimulatorOptions? = nil,
+        auditFile: String? = nil,
         logger: Logger = Logger(label: "gateway"),
         configure: (inout GatewayConfiguration) -> Void = { _ in }
     ) throws {
@@ -47,17 +51,34 @@ public final class DemoEnvironment: Sendable {
         ])
         configuration.host = host
         configuration.port = gatewayPort
+        configuration.audit.filePath =
+            auditFile
+            ?? FileManager.default.temporaryDirectory.appendingPathComponent(
+                "profile-jobs-gateway-demo-\(UUID().uuidString)/audit.jsonl"
+            ).path
         configure(&configuration)
         self.configuration = configuration
 
-        transport = try CurlTransport()
-        gateway = Gateway(configuration: configuration, transport: transport, logger: logger)
+        let metrics = GatewayMetrics()
+        do {
+            audit = try AuditTrail(
+                configuration: configuration.audit, logger: logger,
+                onWrite: { sink, succeeded in metrics.auditWrite(sink: sink, succeeded: succeeded) })
+            transport = try CurlTransport()
+        } catch {
+            azureServer.stop()
+            awsServer.stop()
+            throw error
+        }
+        gateway = Gateway(
+            configuration: configuration, transport: transport, audit: audit, metrics: metrics, logger: logger)
         let gatewayServer = GatewayServer.make(configuration: configuration, gateway: gateway)
         do {
             try gatewayServer.start()
         } catch {
             azureServer.stop()
             awsServer.stop()
+            audit.close()
             throw error
         }
         servers = [gatewayServer, azureServer, awsServer]
@@ -75,6 +96,7 @@ public final class DemoEnvironment: Sendable {
             server.stop()
         }
         transport.shutdown()
+        audit.close()
     }
 }
 

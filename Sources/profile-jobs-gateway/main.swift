@@ -5,28 +5,58 @@ import UpstreamSimulators
 
 let usage = """
     Usage:
-      profile-jobs-gateway demo [--port N] [--host ADDRESS] [--aws-list-shape array|paged]
+      profile-jobs-gateway demo [--port N] [--host ADDRESS] [--aws-list-shape array|paged] [--audit-file PATH]
           Starts simulated Azure and AWS platforms and the gateway in front of them (port 8080 by default).
           --aws-list-shape picks which documented AWS list answer the simulated AWS platform gives.
+          --audit-file sets where deletions are recorded (a file in the temporary directory by default).
       profile-jobs-gateway serve --config FILE
           Runs the gateway against the upstreams the configuration file names.
+    SIGHUP reopens the audit file (after logrotate moved it); SIGINT or SIGTERM stops, letting calls finish.
     """
 
-/// Blocks the stop signals on every thread, so the main thread can wait for them with sigwait.
-func blockStopSignals() -> sigset_t {
+/// Blocks the stop and reopen signals on every thread, so the main thread can wait for them with sigwait.
+func blockSignals() -> sigset_t {
     var signals = sigset_t()
     sigemptyset(&signals)
     sigaddset(&signals, SIGINT)
     sigaddset(&signals, SIGTERM)
+    sigaddset(&signals, SIGHUP)
     pthread_sigmask(SIG_BLOCK, &signals, nil)
     return signals
 }
 
-func waitForStopSignal(_ signals: sigset_t) -> Int32 {
+/// Waits for SIGINT or SIGTERM; each SIGHUP on the way reopens the audit file.
+func waitForStopSignal(_ signals: sigset_t, audit: AuditTrail, logger: Logger) {
     var signals = signals
-    var received: Int32 = 0
-    sigwait(&signals, &received)
-    return received
+    while true {
+        var received: Int32 = 0
+        sigwait(&signals, &received)
+        guard received == SIGHUP else { return }
+        do {
+            try audit.reopen()
+            logger.info("audit file reopened")
+        } catch {
+            logger.error("audit file not reopened", [("error", .string(error.description))])
+        }
+    }
+}
+
+/// Opens the trail, naming the file in the error, and tells the operator about deletions left without outcome.
+func openAudit(_ configuration: AuditConfiguration, metrics: GatewayMetrics, logger: Logger) -> AuditTrail {
+    let audit: AuditTrail
+    do {
+        audit = try AuditTrail(
+            configuration: configuration, logger: logger,
+            onWrite: { sink, succeeded in metrics.auditWrite(sink: sink, succeeded: succeeded) })
+    } catch {
+        fail("The audit trail could not be opened: \(error)")
+    }
+    if !audit.recoveredOrphans.isEmpty {
+        logger.warning(
+            "deletions with unknown outcome found in the audit trail",
+            [("count", .int(audit.recoveredOrphans.count)), ("audit.file", .string(configuration.filePath))])
+    }
+    return audit
 }
 
 /// Writes to standard output unbuffered, so the demo's guide shows at once even when piped.
@@ -47,7 +77,7 @@ func option(_ name: String, in arguments: [String]) -> String? {
 }
 
 func runDemo(_ arguments: [String]) {
-    let signals = blockStopSignals()
+    let signals = blockSignals()
     let host = option("--host", in: arguments) ?? "127.0.0.1"
     var port: UInt16 = 8080
     if let text = option("--port", in: arguments) {
@@ -61,21 +91,37 @@ func runDemo(_ arguments: [String]) {
         awsOptions.awsListShape = shape
     }
 
+    let auditFile =
+        option("--audit-file", in: arguments)
+        ?? FileManager.default.temporaryDirectory.appendingPathComponent("profile-jobs-gateway-demo/audit.jsonl").path
+
+    let logger = Logger(label: "gateway")
     let demo: DemoEnvironment
     do {
-        demo = try DemoEnvironment(host: host, gatewayPort: port, awsOptions: awsOptions)
+        demo = try DemoEnvironment(
+            host: host, gatewayPort: port, awsOptions: awsOptions, auditFile: auditFile, logger: logger)
+    } catch let error as AuditWriteError {
+        fail("The demo could not open its audit trail: \(error). Choose another file with --audit-file.")
     } catch {
         fail("The demo could not start: \(error). Is port \(port) free? Try --port.")
     }
-    say(DemoGuide.text(host: host, port: demo.gatewayPort, azurePort: demo.azurePort, awsPort: demo.awsPort))
+    say(
+        DemoGuide.text(
+            host: host, port: demo.gatewayPort, azurePort: demo.azurePort, awsPort: demo.awsPort,
+            auditFile: auditFile))
+    if !demo.audit.recoveredOrphans.isEmpty {
+        say(
+            "The audit trail held \(demo.audit.recoveredOrphans.count) deletion(s) whose outcome is unknown; see the log."
+        )
+    }
 
-    _ = waitForStopSignal(signals)
+    waitForStopSignal(signals, audit: demo.audit, logger: logger)
     say("Stopping: calls in flight may finish for up to \(GatewayServer.drainGrace.components.seconds) s.")
     demo.stop(grace: GatewayServer.drainGrace)
 }
 
 func runServe(_ arguments: [String]) {
-    let signals = blockStopSignals()
+    let signals = blockSignals()
     guard let path = option("--config", in: arguments) else { fail("serve needs --config FILE\n\n\(usage)") }
     guard let contents = FileManager.default.contents(atPath: path) else {
         fail("Cannot read the configuration file '\(path)'.")
@@ -97,7 +143,10 @@ func runServe(_ arguments: [String]) {
     } catch {
         fail("The upstream client could not start: \(error)")
     }
-    let gateway = Gateway(configuration: configuration, transport: transport, logger: logger)
+    let metrics = GatewayMetrics()
+    let audit = openAudit(configuration.audit, metrics: metrics, logger: logger)
+    let gateway = Gateway(
+        configuration: configuration, transport: transport, audit: audit, metrics: metrics, logger: logger)
     let server = GatewayServer.make(configuration: configuration, gateway: gateway)
     do {
         try server.start()
@@ -109,12 +158,14 @@ func runServe(_ arguments: [String]) {
         [
             ("listen.host", .string(configuration.host)), ("listen.port", .int(Int(server.port))),
             ("organizations", .int(configuration.organizations.count)),
+            ("audit.file", .string(configuration.audit.filePath)),
         ])
 
-    _ = waitForStopSignal(signals)
+    waitForStopSignal(signals, audit: audit, logger: logger)
     logger.info("draining", [("grace.seconds", .int(Int(GatewayServer.drainGrace.components.seconds)))])
     server.stop(grace: GatewayServer.drainGrace)
     transport.shutdown()
+    audit.close()
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())

@@ -40,6 +40,27 @@ import Testing
             ])
     }
 
+    @Test func readsTheAuditSinks() throws {
+        let configuration = try Self.parse(
+            """
+            {"audit": {"file": "/var/lib/gateway/audit.jsonl", "stdout": true,
+                       "syslog": {"transport": "udp", "host": "logs.internal", "port": 5514, "facility": "audit",
+                                  "appName": "pjg"}},
+             "organizations": {"a@AdobeOrg": {"cloud": "aws"}}}
+            """)
+        #expect(
+            configuration.audit
+                == AuditConfiguration(
+                    filePath: "/var/lib/gateway/audit.jsonl", standardOutput: true,
+                    syslog: SyslogConfiguration(
+                        transport: .udp, host: "logs.internal", port: 5514, facility: 13, appName: "pjg")))
+
+        let defaults = try Self.parse(
+            #"{"audit": {"syslog": {"host": "::1", "port": 514}}, "organizations": {"a@AdobeOrg": {"cloud": "aws"}}}"#)
+        #expect(defaults.audit.filePath == "audit.jsonl")
+        #expect(defaults.audit.syslog == SyslogConfiguration(transport: .tcp, host: "::1", port: 514, facility: 16))
+    }
+
     @Test func defaultsEverythingButTheOrganizations() throws {
         let configuration = try Self.parse(#"{"organizations": {"a@AdobeOrg": {"cloud": "aws"}}}"#)
         var expected = GatewayConfiguration(organizations: [OrganizationRoute(orgId: "a@AdobeOrg", cloud: .aws)])
@@ -91,6 +112,29 @@ import Testing
         (
             #"{"organizations": {\#(org): {"cloud": "aws", "sandboxes": {"../p": "id"}}}}"#,
             "organizations.a@AdobeOrg.sandboxes.../p"
+        ),
+        (#"{"audit": {"file": ""}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "audit.file"),
+        (#"{"audit": {"stdout": "yes"}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "audit.stdout"),
+        (#"{"audit": {"sink": "x"}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "audit.sink"),
+        (
+            #"{"audit": {"syslog": {"transport": "tls", "host": "h", "port": 1}}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "audit.syslog.transport"
+        ),
+        (
+            #"{"audit": {"syslog": {"host": "h"}}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "audit.syslog.port"
+        ),
+        (
+            #"{"audit": {"syslog": {"port": 514}}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "audit.syslog.host"
+        ),
+        (
+            #"{"audit": {"syslog": {"host": "h", "port": 514, "facility": "local9"}}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "audit.syslog.facility"
+        ),
+        (
+            #"{"audit": {"syslog": {"host": "h", "port": 514, "appName": "two words"}}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "audit.syslog.appName"
         ),
         (#"{"organizations": {"": {"cloud": "aws"}}}"#, "organizations."),
         (#"{"organizations": {"a b@AdobeOrg": {"cloud": "aws"}}}"#, "organizations.a b@AdobeOrg"),

@@ -5,41 +5,100 @@ import FoundationEssentials
 public final class Gateway: HTTPHandler {
     private let configuration: GatewayConfiguration
     private let transport: any UpstreamTransport
-    private let logger: Logger
+    let logger: Logger
     public let sandboxes: SandboxResolver
+    /// Every deletion passes it before it is forwarded.
+    public let audit: AuditTrail
+    public let metrics: GatewayMetrics
 
-    public init(configuration: GatewayConfiguration, transport: any UpstreamTransport, logger: Logger) {
+    public init(
+        configuration: GatewayConfiguration,
+        transport: any UpstreamTransport,
+        audit: AuditTrail,
+        metrics: GatewayMetrics,
+        logger: Logger
+    ) {
         self.configuration = configuration
         self.transport = transport
+        self.audit = audit
+        self.metrics = metrics
         self.logger = logger
-        self.sandboxes = SandboxResolver(transport: transport, configuration: configuration)
+        self.sandboxes = SandboxResolver(
+            transport: transport, configuration: configuration,
+            onCache: { hit in hit ? metrics.sandboxCacheHit() : metrics.sandboxCacheMiss() })
     }
 
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
-        let requestId = Self.requestId(from: request.headers)
+        metrics.requestStarted()
+        let context = CallContext(
+            requestId: Self.requestId(from: request.headers), trace: TraceContext(request.headers),
+            deletion: DeletionAttempt(request))
 
-        var response: HTTPResponse
-        do {
-            response = try await route(request, requestId: requestId)
-        } catch {
-            response = Self.problemResponse(error, requestId: requestId)
+        let answer: Result<HTTPResponse, GatewayError> = await CallContext.$current.withValue(context) {
+            do throws(GatewayError) {
+                return .success(try await route(request, requestId: context.requestId))
+            } catch {
+                return .failure(error)
+            }
         }
-        response.headers.set("x-request-id", requestId)
+        var response: HTTPResponse
+        var failure: GatewayError?
+        switch answer {
+        case .success(let answered):
+            response = answered
+        case .failure(let error):
+            failure = error
+            response = Self.problemResponse(error, requestId: context.requestId)
+        }
+
+        if context.deletion != nil {
+            await recordOutcome(context, status: response.status, failure: failure)
+        }
+        response.headers.set("x-request-id", context.requestId)
+        response.record = context
         return response
     }
 
-    /// The access log: one line per answered request, with the status really sent (the server's own 413 and 503
-    /// included); never a header value other than the organization and the request id.
+    /// The access log and the request metrics: one line per answered request, with the status really sent (the
+    /// server's own 413 and 503 included); never a header value other than the organization and the request id.
     public func log(_ exchange: HTTPExchange) {
+        let context = exchange.response.record as? CallContext
+        let facts = context?.snapshot
+        let route = Self.routeTemplate(exchange.path)
+        let cloud = facts?.cloud?.rawValue ?? ""
+        if context == nil {
+            // The server answered by itself, so `handle` never counted the request in.
+            metrics.requestStarted()
+        }
+        metrics.requestFinished(
+            route: route, method: exchange.method, status: exchange.response.status, cloud: cloud,
+            seconds: exchange.seconds)
+
         logger.info(
             "request",
             [
-                ("http.method", .string(exchange.method)), ("http.path", .string(exchange.path)),
+                ("http.method", .string(String(exchange.method.prefix(16)))), ("http.route", .string(route)),
                 ("http.status", .int(exchange.response.status)),
-                ("org", .string(exchange.requestHeaders["x-gw-ims-org-id"] ?? "")),
-                ("request.id", .string(exchange.response.headers["x-request-id"] ?? "")),
                 ("duration.seconds", .double(exchange.seconds)),
+                ("upstream.seconds", .double(facts?.upstreamSeconds ?? 0)),
+                ("bytes.in", .int(exchange.requestBytes)), ("bytes.out", .int(exchange.response.body.count)),
+                ("cloud", .string(cloud)),
+                ("org", .string(String((exchange.requestHeaders["x-gw-ims-org-id"] ?? "").prefix(256)))),
+                ("request.id", .string(exchange.response.headers["x-request-id"] ?? "")),
+                ("trace.id", .string(context?.trace.traceId ?? "")),
             ])
+    }
+
+    /// The route a path belongs to, for logs and metric labels: never the raw path, which callers choose.
+    static func routeTemplate(_ path: String) -> String {
+        for collection in [collection, azureCollection] {
+            if path == collection { return collection }
+            if path.hasPrefix(collection + "/") { return collection + "/{id}" }
+        }
+        switch path {
+        case "/v1/audit", "/metrics", "/healthz", "/readyz": return path
+        default: return "other"
+        }
     }
 
     /// The answer for any failure, in the one problem format.
@@ -77,6 +136,9 @@ public final class Gateway: HTTPHandler {
 
     /// The canonical surface: reads the caller's HTTP request, runs the operation, writes the canonical answer.
     private func route(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
+        if let answer = try serviceRoute(request) {
+            return answer
+        }
         if Self.isAzureSurface(request.path) {
             return try await routeAzureSurface(request, requestId: requestId)
         }
@@ -161,14 +223,23 @@ public final class Gateway: HTTPHandler {
         _ request: HTTPRequest,
         requestId: String
     ) async throws(GatewayError) -> SystemJob {
+        CallContext.current?.update { facts in
+            switch deleteRequest {
+            case .dataset(let datasetId): facts.datasetId = datasetId
+            case .batch(let datasetId, let batchId): (facts.datasetId, facts.batchId) = (datasetId, batchId)
+            }
+        }
         let call = try await prepareCall(request, requestId: requestId)
         if case .batch(nil, _) = deleteRequest, call.route.cloud == .aws {
             throw .batchNeedsDataset(orgId: call.route.orgId)
         }
 
         let body = call.route.cloud.dialect.writeCreateBody(deleteRequest)
+        try await recordIntent()
         let response = try await send(call, method: "POST", path: "", body: body)
-        return call.complete(try readJob(response, call))
+        let job = call.complete(try readJob(response, call))
+        CallContext.current?.update { $0.jobId = job.id }
+        return job
     }
 
     func job(_ id: String, _ request: HTTPRequest, requestId: String) async throws(GatewayError) -> SystemJob {
@@ -182,12 +253,15 @@ public final class Gateway: HTTPHandler {
     /// Removes a job on Azure; AWS cannot, and is refused here without an upstream call.
     func removeJob(_ id: String, _ request: HTTPRequest, requestId: String) async throws(GatewayError) {
         try Self.checkId(id, field: "job id")
+        CallContext.current?.update { $0.jobId = id }
         let organization = try Self.organization(request, in: configuration)
+        CallContext.current?.update { ($0.orgId, $0.cloud) = (organization.orgId, organization.cloud) }
         if organization.cloud == .aws {
             throw .removalNotSupported(orgId: organization.orgId, jobId: id)
         }
         let call = try await prepareCall(request, requestId: requestId)
 
+        try await recordIntent()
         _ = try await send(call, method: "DELETE", path: "/" + id)
     }
 
@@ -354,16 +428,24 @@ public final class Gateway: HTTPHandler {
 
     private func prepareCall(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> UpstreamCall {
         let route = try Self.organization(request, in: configuration)
+        CallContext.current?.update { ($0.orgId, $0.cloud) = (route.orgId, route.cloud) }
 
         var headers = HTTPHeaders()
-        for name in ["Authorization", "x-api-key", "x-gw-ims-org-id", "traceparent", "tracestate"] {
+        for name in ["Authorization", "x-api-key", "x-gw-ims-org-id"] {
             if let value = request.headers[name] {
                 headers.add(name, value)
             }
         }
         headers.add("x-request-id", requestId)
+        if let trace = CallContext.current?.trace {
+            headers.add("traceparent", trace.traceparent)
+            if let state = trace.tracestate {
+                headers.add("tracestate", state)
+            }
+        }
 
         let sandbox = try await resolveSandbox(request, route: route, caller: headers)
+        CallContext.current?.update { $0.sandbox = sandbox }
         switch route.cloud {
         case .azure: headers.add("x-sandbox-name", sandbox.name ?? route.defaultSandbox)
         case .aws: headers.add("x-sandbox-id", sandbox.id ?? "")
@@ -435,16 +517,35 @@ public final class Gateway: HTTPHandler {
             method: method, url: call.route.baseURL + "/data/core/ups/system/jobs" + path, headers: headers, body: body,
             connectTimeout: configuration.connectTimeoutSeconds, totalTimeout: configuration.upstreamTimeoutSeconds)
 
-        let response: UpstreamResponse
+        let cloud = call.route.cloud
+        let started = ContinuousClock.now
+        let outcome: Result<UpstreamResponse, UpstreamFailure>
         do {
-            response = try await transport.send(request)
+            outcome = .success(try await transport.send(request))
         } catch {
-            throw GatewayError(error, cloud: call.route.cloud)
+            outcome = .failure(error)
         }
-        guard (200..<300).contains(response.status) else {
-            throw GatewayError(upstreamStatus: response, cloud: call.route.cloud)
+        let seconds = (ContinuousClock.now - started).seconds
+        metrics.upstreamCall(cloud: cloud.rawValue, seconds: seconds)
+        CallContext.current?.update { facts in
+            facts.upstreamSeconds += seconds
+            if case .success(let response) = outcome {
+                facts.upstreamStatus = response.status
+                facts.upstreamRequestId = response.headers["x-request-id"].map { String($0.prefix(128)) }
+            }
         }
-        return response
+
+        let error: GatewayError
+        switch outcome {
+        case .success(let response) where (200..<300).contains(response.status):
+            return response
+        case .success(let response):
+            error = GatewayError(upstreamStatus: response, cloud: cloud)
+        case .failure(let failure):
+            error = GatewayError(failure, cloud: cloud)
+        }
+        metrics.upstreamError(cloud: cloud.rawValue, kind: error.upstreamErrorKind ?? "other")
+        throw error
     }
 
     private func readJob(_ response: UpstreamResponse, _ call: UpstreamCall) throws(GatewayError) -> SystemJob {

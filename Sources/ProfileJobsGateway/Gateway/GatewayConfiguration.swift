@@ -39,6 +39,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// How long a sandbox id from the Sandbox Management API is reused, and how long a failed lookup is remembered.
     public var sandboxCacheSeconds = 3600.0
     public var sandboxFailureCacheSeconds = 10.0
+    /// Where deletion traffic is recorded; the file is always written, relative to the working directory unless
+    /// absolute.
+    public var audit = AuditConfiguration(filePath: "audit.jsonl")
     public var organizations: [String: OrganizationRoute] = [:]
 
     public init(organizations: [OrganizationRoute] = []) {
@@ -65,7 +68,7 @@ extension GatewayConfiguration {
             throw ConfigurationError(key: "", problem: "the file is not valid JSON")
         }
         let root = try ConfigObject(document, path: "")
-        try root.allowOnly(["listen", "upstream", "sandboxLookup", "organizations"])
+        try root.allowOnly(["listen", "upstream", "sandboxLookup", "audit", "organizations"])
         var configuration = GatewayConfiguration()
 
         if let listen = try root.object("listen") {
@@ -102,6 +105,10 @@ extension GatewayConfiguration {
                 try lookup.seconds("cacheSeconds", in: 0.001...604_800) ?? configuration.sandboxCacheSeconds
             configuration.sandboxFailureCacheSeconds =
                 try lookup.seconds("failureCacheSeconds", in: 0.001...3600) ?? configuration.sandboxFailureCacheSeconds
+        }
+
+        if let audit = try root.object("audit") {
+            configuration.audit = try parseAudit(audit)
         }
 
         guard let organizations = try root.object("organizations"), !organizations.fields.isEmpty else {
@@ -164,6 +171,55 @@ extension GatewayConfiguration {
         return route
     }
 
+    private static func parseAudit(_ object: ConfigObject) throws(ConfigurationError) -> AuditConfiguration {
+        try object.allowOnly(["file", "stdout", "syslog"])
+        var audit = AuditConfiguration(filePath: try object.string("file") ?? "audit.jsonl")
+        guard !audit.filePath.isEmpty, !audit.filePath.hasSuffix("/") else {
+            throw ConfigurationError(
+                key: object.path("file"), problem: "must name a file, like /var/lib/gateway/audit.jsonl")
+        }
+        audit.standardOutput = try object.bool("stdout") ?? false
+
+        guard let syslog = try object.object("syslog") else { return audit }
+        try syslog.allowOnly(["transport", "host", "port", "facility", "appName"])
+        let transportName = try syslog.string("transport") ?? "tcp"
+        guard let transport = SyslogConfiguration.Transport(rawValue: transportName) else {
+            throw ConfigurationError(
+                key: syslog.path("transport"), problem: "'\(transportName)' is not \"tcp\" or \"udp\"")
+        }
+        guard let host = try syslog.string("host"), !host.isEmpty, host.utf8.count <= 255 else {
+            throw ConfigurationError(key: syslog.path("host"), problem: "missing; name the collector's host or address")
+        }
+        guard let port = try syslog.integer("port", in: 1...65535) else {
+            throw ConfigurationError(key: syslog.path("port"), problem: "missing; the collector's port, often 514")
+        }
+        var shipping = SyslogConfiguration(transport: transport, host: host, port: UInt16(port))
+        if let facility = try syslog.string("facility") {
+            guard let code = Self.syslogFacilities.firstIndex(of: facility) else {
+                throw ConfigurationError(
+                    key: syslog.path("facility"),
+                    problem: "'\(facility)' is not a syslog facility; use one of "
+                        + Self.syslogFacilities.filter { !$0.isEmpty }.joined(separator: ", "))
+            }
+            shipping.facility = code
+        }
+        if let appName = try syslog.string("appName") {
+            guard (1...48).contains(appName.utf8.count), appName.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+                throw ConfigurationError(
+                    key: syslog.path("appName"), problem: "must be 1 to 48 printable ASCII characters without spaces")
+            }
+            shipping.appName = appName
+        }
+        audit.syslog = shipping
+        return audit
+    }
+
+    /// RFC 5424's facility names by code; the empty ones have no usual name.
+    private static let syslogFacilities = [
+        "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv", "ftp", "ntp",
+        "audit", "alert", "clock", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    ]
+
     private static let sandboxNameRule = "a sandbox name is 1 to 128 letters, digits, '-' or '_'"
 }
 
@@ -201,6 +257,14 @@ private struct ConfigObject {
         case nil, .null: return nil
         case .string(let text): return text
         case let other?: throw ConfigurationError(key: path(key), problem: "must be a string, found \(other.kind)")
+        }
+    }
+
+    func bool(_ key: String) throws(ConfigurationError) -> Bool? {
+        switch fields[key] {
+        case nil, .null: return nil
+        case .bool(let value): return value
+        case let other?: throw ConfigurationError(key: path(key), problem: "must be true or false, found \(other.kind)")
         }
     }
 

@@ -22,6 +22,10 @@ public enum GatewayError: Error, Sendable, Equatable {
     case upstreamMalformed(cloud: Cloud, reason: String)
     case bodyTooLarge(String)
     case shuttingDown
+    /// The deletion's intent could not be made durable, so it was not forwarded.
+    case auditUnavailable
+    /// `/readyz`: this instance should not be sent traffic now.
+    case notReady(String)
 }
 
 /// The parts of a problem document, before the request id is added.
@@ -189,7 +193,39 @@ extension GatewayError {
             return Problem(
                 type: "/problems/shutting-down", title: "The gateway is shutting down", status: 503,
                 detail: "This gateway instance is stopping; retry the request.", headers: [("Retry-After", "1")])
+
+        case .auditUnavailable:
+            return Problem(
+                type: "/problems/audit-unavailable", title: "The deletion could not be recorded", status: 503,
+                detail: "The gateway records every deletion before forwarding it and could not write this one to its "
+                    + "audit trail, so nothing was sent to the platform. Retry later; if it persists, tell the "
+                    + "gateway's operators that the audit trail is not writable.",
+                headers: [("Retry-After", "5")])
+
+        case .notReady(let reason):
+            return Problem(
+                type: "/problems/not-ready", title: "The gateway is not ready for traffic", status: 503,
+                detail: "This instance should not take traffic now: \(reason). Send calls to another instance; "
+                    + "operators should check the gateway's log.")
         }
+    }
+
+    /// How the metrics name an upstream failure; nil for failures that are not the upstream's.
+    var upstreamErrorKind: String? {
+        switch self {
+        case .upstreamTimedOut: "timeout"
+        case .upstreamUnreachable(_, let reason) where reason.lowercased().contains("tls"): "tls"
+        case .upstreamUnreachable: "unreachable"
+        case .upstreamFailed, .upstreamUnavailable: "status_5xx"
+        case .upstreamRefused, .sandboxLookupRefused: "status_4xx"
+        case .upstreamMalformed: "malformed"
+        default: nil
+        }
+    }
+
+    /// The upstream's answer inside the problem, when there was one.
+    var upstreamDetail: UpstreamErrorDetail? {
+        problem.upstream
     }
 
     /// The upstream's message as a clause; the caller's sentence supplies the full stop.

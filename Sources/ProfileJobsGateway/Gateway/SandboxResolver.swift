@@ -50,6 +50,8 @@ public actor SandboxResolver {
     private let connectTimeout: Double
     private let totalTimeout: Double
     private let clock: @Sendable () -> Double
+    /// Told of every cache hit (true) and every lookup the cache could not spare (false), for the metrics.
+    private let onCache: @Sendable (Bool) -> Void
     private var found: [Key: Entry] = [:]
     private var failed: [CallerKey: Entry] = [:]
     private var inFlight: [CallerKey: Task<Result<String, GatewayError>, Never>] = [:]
@@ -58,7 +60,8 @@ public actor SandboxResolver {
     public init(
         transport: any UpstreamTransport,
         configuration: GatewayConfiguration,
-        clock: @escaping @Sendable () -> Double = { ContinuousClock.now.secondsSinceStart }
+        clock: @escaping @Sendable () -> Double = { ContinuousClock.now.secondsSinceStart },
+        onCache: @escaping @Sendable (Bool) -> Void = { _ in }
     ) {
         self.transport = transport
         self.successSeconds = configuration.sandboxCacheSeconds
@@ -66,6 +69,7 @@ public actor SandboxResolver {
         self.connectTimeout = configuration.connectTimeoutSeconds
         self.totalTimeout = configuration.upstreamTimeoutSeconds
         self.clock = clock
+        self.onCache = onCache
     }
 
     public func resolve(
@@ -83,19 +87,23 @@ public actor SandboxResolver {
         let now = clock()
         if let entry = found[key], entry.expires > now {
             statistics.cacheHits += 1
+            onCache(true)
             return try entry.outcome.get()
         }
         if let entry = failed[callerKey], entry.expires > now {
             statistics.cacheHits += 1
+            onCache(true)
             return try entry.outcome.get()
         }
 
         let lookup: Task<Result<String, GatewayError>, Never>
         if let running = inFlight[callerKey] {
             statistics.cacheHits += 1
+            onCache(true)
             lookup = running
         } else {
             statistics.lookups += 1
+            onCache(false)
             let transport = self.transport
             let request = lookupRequest(name, route: route, caller: caller)
             lookup = Task { await Self.lookUp(name, route: route, request: request, transport: transport) }

@@ -30,6 +30,8 @@ public struct HTTPExchange: Sendable {
     public var requestHeaders: HTTPHeaders
     public var response: HTTPResponse
     public var seconds: Double
+    /// Body bytes received from the client.
+    public var requestBytes: Int
 }
 
 /// Why the server could not start.
@@ -99,6 +101,7 @@ private final class RequestContext: @unchecked Sendable {
     var method = ""
     var headers = HTTPHeaders()
     var body: [UInt8] = []
+    var requestBytes = 0
     var bodyTooLarge = false
     var answer: HTTPResponse?
 
@@ -310,6 +313,7 @@ private final class ServerCore: @unchecked Sendable {
         let request = HTTPRequest(
             method: context.method, path: path, query: query, headers: context.headers, body: context.body,
             remoteAddress: remote)
+        context.requestBytes = context.body.count
         context.body = []
 
         context.phase = .handling
@@ -346,7 +350,7 @@ private final class ServerCore: @unchecked Sendable {
             accessLog(
                 HTTPExchange(
                     method: context.method, path: path, requestHeaders: context.headers, response: response,
-                    seconds: (ContinuousClock.now - context.started).seconds))
+                    seconds: (ContinuousClock.now - context.started).seconds, requestBytes: context.requestBytes))
         }
         let connection = context.connection
         let created = response.body.withUnsafeBytes { bytes in

@@ -128,20 +128,30 @@ final class ChildProcess: Sendable {
     /// Blocks until the child ends; its exit status, or 128 + the signal that ended it.
     @discardableResult
     func wait() -> Int32 {
+        reap(blocking: true)!
+    }
+
+    /// The exit status if the child has ended, without waiting.
+    var exitStatus: Int32? {
+        reap(blocking: false)
+    }
+
+    private func reap(blocking: Bool) -> Int32? {
         if let known = status.withLock({ $0 }) { return known }
 
         var raw: Int32 = 0
         var reaped: pid_t
         repeat {
-            reaped = waitpid(pid, &raw, 0)
+            reaped = waitpid(pid, &raw, blocking ? 0 : WNOHANG)
         } while reaped == -1 && errno == EINTR
+        guard reaped != 0 else { return nil }
 
         return status.withLock { status in
             if let known = status { return known }
             let signal = raw & 0x7f
             let code = signal == 0 ? (raw >> 8) & 0xff : 128 + signal
             status = reaped == pid ? code : -1
-            return status!
+            return status
         }
     }
 

@@ -11,11 +11,12 @@ let quietLogger = Logger(label: "test", minimum: .error)
 func withDemo<T>(
     simulatorOptions: SimulatorOptions = SimulatorOptions(),
     awsOptions: SimulatorOptions? = nil,
+    logger: Logger = quietLogger,
     configure: (inout GatewayConfiguration) -> Void = { _ in },
     _ body: (DemoEnvironment) async throws -> T
 ) async throws -> T {
     let environment = try DemoEnvironment(
-        gatewayPort: 0, simulatorOptions: simulatorOptions, awsOptions: awsOptions, logger: quietLogger,
+        gatewayPort: 0, simulatorOptions: simulatorOptions, awsOptions: awsOptions, logger: logger,
         configure: configure)
     let result: Result<T, any Error>
     do {
@@ -24,7 +25,37 @@ func withDemo<T>(
         result = .failure(error)
     }
     try await stopOffPool { environment.stop() }
+    try? FileManager.default.removeItem(
+        at: URL(fileURLWithPath: environment.configuration.audit.filePath).deletingLastPathComponent())
     return try result.get()
+}
+
+/// Every line a logger wrote, for tests that read the log.
+final class LogCapture: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    var logger: Logger {
+        Logger(label: "test", minimum: .info) { line in
+            self.lines.withLock { $0.append(String(decoding: line, as: UTF8.self)) }
+        }
+    }
+
+    var text: String { lines.withLock { $0.joined() } }
+
+    /// The lines as JSON objects.
+    var entries: [[String: Any]] {
+        lines.withLock { $0 }.compactMap {
+            (try? JSONSerialization.jsonObject(with: Data($0.utf8))) as? [String: Any]
+        }
+    }
+}
+
+extension DemoEnvironment {
+    /// The audit file's records, oldest first.
+    func auditRecords() throws -> [AuditRecord] {
+        let text = try String(contentsOfFile: configuration.audit.filePath, encoding: .utf8)
+        return text.split(separator: "\n").compactMap { AuditRecord(json: Array($0.utf8)) }
+    }
 }
 
 /// Stopping a server blocks while it drains; done on Swift's small cooperative pool it would starve the handlers

@@ -1,0 +1,135 @@
+import FoundationEssentials
+import Synchronization
+
+/// What the gateway learns about one call while answering it: the access log, the metrics and the audit trail read
+/// it afterwards. Operations find it through `CallContext.current` rather than through every signature.
+final class CallContext: Sendable {
+    @TaskLocal static var current: CallContext?
+
+    struct Facts: Sendable {
+        var cloud: Cloud?
+        var orgId: String?
+        var sandbox: SandboxRef?
+        var datasetId: String?
+        var batchId: String?
+        var jobId: String?
+        var upstreamSeconds = 0.0
+        var upstreamStatus: Int?
+        var upstreamRequestId: String?
+        /// Set once an intent is durably in the audit trail: from then on the deletion may be forwarded.
+        var intent: AuditRecord?
+    }
+
+    let requestId: String
+    let trace: TraceContext
+    /// Set when the call is deletion traffic, which the audit trail records.
+    let deletion: DeletionAttempt?
+    let started = ContinuousClock.now
+    private let facts = Mutex(Facts())
+
+    init(requestId: String, trace: TraceContext, deletion: DeletionAttempt?) {
+        self.requestId = requestId
+        self.trace = trace
+        self.deletion = deletion
+    }
+
+    var snapshot: Facts { facts.withLock { $0 } }
+
+    func update(_ change: (inout Facts) -> Void) {
+        facts.withLock { change(&$0) }
+    }
+}
+
+/// W3C Trace Context: a caller's well-formed `traceparent` (and its `tracestate`) travel upstream unchanged; without
+/// one, the gateway starts a trace so every audit record carries a trace id.
+struct TraceContext: Sendable, Equatable {
+    var traceparent: String
+    var tracestate: String?
+
+    /// The 32 hex digits that name the trace.
+    var traceId: String {
+        String(traceparent.split(separator: "-")[1])
+    }
+
+    init(_ headers: HTTPHeaders) {
+        if let given = headers["traceparent"], Self.isWellFormed(given) {
+            traceparent = given.lowercased()
+            tracestate = headers["tracestate"].flatMap { $0.utf8.count <= 512 && Self.isPrintable($0) ? $0 : nil }
+        } else {
+            // A malformed traceparent takes its tracestate with it, as the specification says.
+            traceparent = "00-\(Self.randomHex(16))-\(Self.randomHex(8))-01"
+            tracestate = nil
+        }
+    }
+
+    /// `version-traceid-parentid-flags`, lowercase hex, trace and parent ids not all zeros, version not ff.
+    static func isWellFormed(_ value: String) -> Bool {
+        let parts = value.lowercased().split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count >= 4, parts[0].count == 2, parts[1].count == 32, parts[2].count == 16, parts[3].count == 2,
+            parts.allSatisfy({ $0.utf8.allSatisfy(isHexDigit) }), parts[0] != "ff",
+            parts[1] != Substring(repeating: "0", count: 32), parts[2] != Substring(repeating: "0", count: 16)
+        else { return false }
+        // Version 00 has exactly four parts; later versions may append more.
+        return parts[0] != "00" || parts.count == 4
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte)
+    }
+
+    private static func isPrintable(_ value: String) -> Bool {
+        value.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
+    }
+
+    private static func randomHex(_ byteCount: Int) -> String {
+        var generator = SystemRandomNumberGenerator()
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        for _ in 0..<byteCount {
+            let byte = UInt8.random(in: 0...255, using: &generator)
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 0xF)])
+        }
+        return String(decoding: text, as: UTF8.self)
+    }
+}
+
+extension AuditRecord.Requester {
+    /// Who the headers say is asking: the API key's client id and, when the bearer token is a JWT, its `sub` and
+    /// `client_id` claims. The token is only decoded, never verified, and never kept.
+    init(_ headers: HTTPHeaders) {
+        self.init()
+        apiKey = headers["x-api-key"].flatMap(Self.printable)
+
+        guard let authorization = headers["Authorization"], authorization.lowercased().hasPrefix("bearer ") else {
+            return
+        }
+        let token = authorization.dropFirst("bearer ".count).drop { $0 == " " }
+        let segments = token.split(separator: ".", omittingEmptySubsequences: false)
+        guard segments.count == 3, segments[1].utf8.count <= 8192,
+            let payload = Self.base64URLDecode(segments[1]),
+            case .object(let claims)? = JSONValue.parse(payload)
+        else { return }
+
+        if case .string(let subject)? = claims["sub"] {
+            self.subject = Self.printable(subject)
+        }
+        if case .string(let clientId)? = claims["client_id"] {
+            self.clientId = Self.printable(clientId)
+        }
+    }
+
+    /// Claims are caller-controlled: only short printable values are kept.
+    private static func printable(_ value: String) -> String? {
+        guard !value.isEmpty, value.utf8.count <= 256, value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
+            return nil
+        }
+        return value
+    }
+
+    private static func base64URLDecode(_ text: Substring) -> [UInt8]? {
+        var standard = String(text.map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
+        standard += String(repeating: "=", count: (4 - standard.utf8.count % 4) % 4)
+        return Data(base64Encoded: standard).map(Array.init)
+    }
+}

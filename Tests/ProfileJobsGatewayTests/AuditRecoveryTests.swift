@@ -1,0 +1,143 @@
+import Foundation
+import ProfileJobsGateway
+import Testing
+
+/// The gateway as an operator runs it (`serve`), killed between forwarding a deletion and answering it.
+@Suite struct AuditRecoveryTests {
+    /// A `serve` process with its own configuration, audit file and log.
+    final class ServedGateway: Sendable {
+        let port: UInt16
+        let directory: URL
+        let child: ChildProcess
+        /// Each start logs to a file of its own, so what one start reported is not read as another's.
+        let logFile: String
+
+        var auditFile: String { directory.appendingPathComponent("audit.jsonl").path }
+        var log: String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
+
+        /// Starts `serve` routing one Azure organization to `upstreamPort`, and waits until it answers /healthz.
+        init(directory: URL, upstreamPort: UInt16) async throws {
+            self.directory = directory
+            let logFile = directory.appendingPathComponent("gateway-\(UUID().uuidString).log").path
+            self.logFile = logFile
+            var started: (UInt16, ChildProcess)?
+            for _ in 0..<5 where started == nil {
+                let port = try freePort()
+                let configuration = """
+                    {"listen": {"host": "127.0.0.1", "port": \(port)},
+                     "upstream": {"timeoutSeconds": 120},
+                     "audit": {"file": "\(directory.appendingPathComponent("audit.jsonl").path)"},
+                     "organizations": {"azure@AdobeOrg": {"cloud": "azure", "baseURL": "http://127.0.0.1:\(upstreamPort)"}}}
+                    """
+                let file = directory.appendingPathComponent("gateway.json")
+                try Data(configuration.utf8).write(to: file)
+                let child = try ChildProcess(
+                    try ExecutableTests.executable().path, ["serve", "--config", file.path],
+                    stderr: .file(logFile))
+                if try await Self.answers(port: port, child: child) {
+                    started = (port, child)
+                } else {
+                    child.terminate()
+                }
+            }
+            let (port, child) = try #require(started, "serve did not start")
+            self.port = port
+            self.child = child
+        }
+
+        /// Polls /healthz until it answers, or the process ends (its port was taken meanwhile).
+        private static func answers(port: UInt16, child: ChildProcess) async throws -> Bool {
+            try await withDeadline(60) {
+                while true {
+                    if (try? await RawHTTPClient(port: port, timeout: 5).sendOffPool("GET", "/healthz"))?.status == 200
+                    {
+                        return true
+                    }
+                    if child.exitStatus != nil { return false }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+        }
+    }
+
+    @Test func aDeletionCutOffByACrashIsReportedAtTheNextStart() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "audit-crash-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        let upstream = ScriptedUpstream()
+        upstream.answer(.init(stall: true))
+        let upstreamServer = HTTPServer(configuration: HTTPServerConfiguration(), handler: upstream)
+        let upstreamPort = try upstreamServer.start()
+
+        // The platform holds the create; the intent is on disk by then, and the gateway is killed.
+        let first = try await ServedGateway(directory: directory, upstreamPort: upstreamPort)
+        let caller = GatewayCaller(port: first.port, orgId: "azure@AdobeOrg")
+        let pending = Task { try? await caller.create(#"{"datasetId": "crash-dataset"}"#) }
+        let intent = try await withDeadline(60) {
+            while true {
+                let text = (try? String(contentsOfFile: first.auditFile, encoding: .utf8)) ?? ""
+                if let line = text.split(separator: "\n").first, let record = AuditRecord(json: Array(line.utf8)) {
+                    return record
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        #expect(intent.event == .intent)
+        #expect(intent.datasetId == "crash-dataset")
+        #expect(!upstream.receivedRequests.isEmpty, "the intent is written before forwarding, not instead")
+        first.signal(SIGKILL)
+        #expect(try await first.child.exit(within: 30) == 128 + SIGKILL)
+        _ = await pending.value
+        try await stopOffPool { upstreamServer.stop() }
+
+        // The next start finds the intent without outcome, reports it, and records the outcome as unknown.
+        let second = try await ServedGateway(directory: directory, upstreamPort: upstreamPort)
+        let log = second.log
+        #expect(log.contains("audit intent without outcome"), "\(log)")
+        #expect(log.contains(intent.id), "\(log)")
+        let records = try String(contentsOfFile: second.auditFile, encoding: .utf8).split(separator: "\n")
+            .compactMap { AuditRecord(json: Array($0.utf8)) }
+        let outcome = try #require(records.first { $0.event == .outcome && $0.id == intent.id })
+        #expect(outcome.outcome == .unknown)
+        #expect(outcome.datasetId == "crash-dataset")
+        #expect(outcome.requestId == intent.requestId)
+
+        let search = try await RawHTTPClient(port: second.port).sendOffPool("GET", "/v1/audit?datasetId=crash-dataset")
+        let found = try search.jsonObject()["records"] as? [[String: Any]] ?? []
+        #expect(found.map { $0.string("outcome") ?? "-" } == ["unknown", "-"])
+
+        // Reported once: a third start has nothing left to report.
+        second.signal(SIGTERM)
+        #expect(try await second.child.exit(within: 60) == 0)
+        let third = try await ServedGateway(directory: directory, upstreamPort: upstreamPort)
+        #expect(!third.log.contains("audit intent without outcome"))
+        third.signal(SIGTERM)
+        #expect(try await third.child.exit(within: 60) == 0)
+    }
+}
+
+extension AuditRecoveryTests.ServedGateway {
+    func signal(_ signal: Int32) {
+        child.signal(signal)
+    }
+}
+
+/// A loopback port free at the time of asking.
+func freePort() throws -> UInt16 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard bound == 0 else { throw RawHTTPClient.Failure(description: "bind failed") }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return UInt16(bigEndian: address.sin_port)
+}

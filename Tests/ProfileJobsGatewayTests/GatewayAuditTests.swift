@@ -1,0 +1,278 @@
+import Foundation
+import ProfileJobsGateway
+import Testing
+import UpstreamSimulators
+
+/// Every deletion request, on either surface and either cloud, accepted or refused, leaves its records in the trail.
+@Suite struct GatewayAuditTests {
+    /// The intent and outcome of one deletion call, found by the request id the gateway answered with.
+    static func records(
+        _ demo: DemoEnvironment,
+        requestId: String?,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) throws -> (intent: AuditRecord?, outcome: AuditRecord?) {
+        let mine = try demo.auditRecords().filter { $0.requestId == requestId }
+        #expect(mine.count <= 2, "\(mine)", sourceLocation: sourceLocation)
+        let intent = mine.first { $0.event == .intent }
+        let outcome = mine.first { $0.event == .outcome }
+        if let intent, let outcome {
+            #expect(intent.id == outcome.id, sourceLocation: sourceLocation)
+            #expect(mine.first?.event == .intent, "the intent is written first", sourceLocation: sourceLocation)
+        }
+        return (intent, outcome)
+    }
+
+    @Test(arguments: SimulatedCloud.allCases)
+    func everyKindOfDeletionIsRecordedBeforeAndAfter(cloud: SimulatedCloud) async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: cloud.orgId)
+
+            // A dataset delete.
+            let dataset = try await caller.create(#"{"datasetId": "5c802d3cd83fc114b741c4b5"}"#)
+            #expect(dataset.status == 201, "\(dataset.text)")
+            let jobId = try dataset.jsonObject().string("id")
+            var (intent, outcome) = try Self.records(demo, requestId: dataset.header("x-request-id"))
+            for record in [intent, outcome] {
+                #expect(record?.action == .createDatasetDelete)
+                #expect(record?.orgId == cloud.orgId)
+                #expect(record?.cloud == cloud.rawValue)
+                #expect(record?.sandboxName == "prod")
+                #expect(record?.sandboxId == SimulatorOptions.prodSandboxId)
+                #expect(record?.datasetId == "5c802d3cd83fc114b741c4b5")
+                #expect(record?.batchId == nil)
+                #expect(record?.surface == "canonical")
+                #expect(record?.requester.apiKey == "k")
+                #expect(record?.clientAddress == "127.0.0.1")
+                #expect(record?.traceId?.count == 32)
+            }
+            #expect(intent?.jobId == nil && intent?.outcome == nil)
+            #expect(outcome?.outcome == .succeeded)
+            #expect(outcome?.jobId == jobId)
+            #expect(outcome?.status == 201)
+            #expect(outcome?.upstreamStatus == 200)
+            #expect(outcome?.durationSeconds != nil)
+
+            // A batch delete.
+            let batch = try await caller.create(
+                #"{"datasetId": "66a92c5910df2d1767de13f3", "batchId": "01JFSYFDFW9JAAEKHX672JMPSB"}"#)
+            #expect(batch.status == 201, "\(batch.text)")
+            (intent, outcome) = try Self.records(demo, requestId: batch.header("x-request-id"))
+            #expect(intent?.action == .createBatchDelete)
+            #expect(intent?.batchId == "01JFSYFDFW9JAAEKHX672JMPSB")
+            #expect(outcome?.outcome == .succeeded)
+            #expect(outcome?.jobId == (try batch.jsonObject().string("id")))
+
+            // A removal: forwarded on Azure; refused by the gateway itself on AWS, so there is nothing to intend.
+            let removal = try await caller.remove(try #require(jobId))
+            (intent, outcome) = try Self.records(demo, requestId: removal.header("x-request-id"))
+            #expect(outcome?.action == .removeJob)
+            #expect(outcome?.jobId == jobId)
+            switch cloud {
+            case .azure:
+                #expect(removal.status == 204)
+                #expect(intent?.jobId == jobId)
+                #expect(outcome?.outcome == .succeeded)
+                #expect(outcome?.status == 204)
+            case .aws:
+                #expect(removal.status == 501)
+                #expect(intent == nil)
+                #expect(outcome?.outcome == .refused)
+                #expect(outcome?.status == 501)
+                #expect(outcome?.problemType == "/problems/operation-not-supported")
+            }
+        }
+    }
+
+    @Test func theAzureSurfaceIsRecordedToo() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            let created = try await caller.call(
+                "POST", "/data/core/ups/system/jobs", body: #"{"dataSetId": "5c802d3cd83fc114b741c4b5"}"#)
+            #expect(created.status == 200, "\(created.text)")
+
+            let (intent, outcome) = try Self.records(demo, requestId: created.header("x-request-id"))
+            #expect(intent?.surface == "azure")
+            #expect(intent?.action == .createDatasetDelete)
+            #expect(outcome?.outcome == .succeeded)
+            #expect(outcome?.cloud == "aws")
+        }
+    }
+
+    @Test(arguments: SimulatedCloud.allCases)
+    func refusedAndRejectedDeletionsAreRecorded(cloud: SimulatedCloud) async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: cloud.orgId)
+
+            // Refused by the gateway: nothing was forwarded, so only an outcome.
+            let unreadable = try await caller.create("{not json")
+            var (intent, outcome) = try Self.records(demo, requestId: unreadable.header("x-request-id"))
+            #expect(intent == nil)
+            #expect(outcome?.action == .createDelete)
+            #expect(outcome?.outcome == .refused)
+            #expect(outcome?.status == 400)
+            #expect(outcome?.problemType == "/problems/invalid-body")
+
+            let stranger = GatewayCaller(port: demo.gatewayPort, orgId: "stranger@AdobeOrg")
+            let unknown = try await stranger.remove("job-1")
+            (intent, outcome) = try Self.records(demo, requestId: unknown.header("x-request-id"))
+            #expect(intent == nil)
+            #expect(outcome?.orgId == "stranger@AdobeOrg")
+            #expect(outcome?.jobId == "job-1")
+            #expect(outcome?.outcome == .refused)
+            #expect(outcome?.status == 403)
+
+            // Rejected by the platform: forwarded after the intent, then refused upstream.
+            let record = try await caller.create(
+                #"{"datasetId": "\#(SimulatorOptions.documentedRecordDataset)", "batchId": "b-1"}"#)
+            #expect((400..<500).contains(record.status), "\(record.text)")
+            (intent, outcome) = try Self.records(demo, requestId: record.header("x-request-id"))
+            #expect(intent?.action == .createBatchDelete)
+            #expect(outcome?.outcome == .rejected)
+            #expect(outcome?.upstreamStatus == record.status)
+            #expect(outcome?.problemType == "/problems/upstream-refused")
+        }
+    }
+
+    @Test func whoAskedIsReadFromTheTokenButTheTokenIsNeverKept() async throws {
+        try await withDemo { demo in
+            var caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            let claims = #"{"sub":"alice@example.com","client_id":"cleanup-tool","exp":1}"#
+            let payload = Data(claims.utf8).base64EncodedString()
+                .replacingOccurrences(of: "=", with: "").replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_")
+            let signature = "SIGNATURE-\(UUID().uuidString)"
+            caller.token = "eyJhbGciOiJSUzI1NiJ9.\(payload).\(signature)"
+
+            let created = try await caller.create(#"{"datasetId": "5c802d3cd83fc114b741c4b5"}"#)
+            #expect(created.status == 201, "\(created.text)")
+            let (intent, outcome) = try Self.records(demo, requestId: created.header("x-request-id"))
+            for record in [intent, outcome] {
+                #expect(record?.requester.subject == "alice@example.com")
+                #expect(record?.requester.clientId == "cleanup-tool")
+            }
+
+            let file = try String(contentsOfFile: demo.configuration.audit.filePath, encoding: .utf8)
+            #expect(!file.contains(signature))
+            #expect(!file.contains(payload))
+            #expect(file.contains(#""verified":false"#))
+        }
+    }
+
+    @Test func theAuditEndpointAnswersWhoAskedForWhichDeletion() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            let first = try await caller.createDatasetDelete("dataset-one")
+            _ = try await caller.createDatasetDelete("dataset-two")
+            let jobId = try #require(first.string("id"))
+            let client = RawHTTPClient(port: demo.gatewayPort)
+
+            let byJob = try await client.sendOffPool("GET", "/v1/audit?jobId=\(jobId)")
+            #expect(byJob.status == 200, "\(byJob.text)")
+            let records = try byJob.jsonObject()["records"] as? [[String: Any]] ?? []
+            // The outcome names the job; its intent, written before the job existed, comes with it.
+            #expect(records.map { $0.string("event") } == ["outcome", "intent"])
+            #expect(records.allSatisfy { $0.string("datasetId") == "dataset-one" })
+
+            let byDataset = try await client.sendOffPool("GET", "/v1/audit?datasetId=dataset-two&limit=1")
+            let limited = try byDataset.jsonObject()["records"] as? [[String: Any]] ?? []
+            #expect(limited.count == 1)
+            #expect(limited.first?.string("datasetId") == "dataset-two")
+
+            let future = try await client.sendOffPool("GET", "/v1/audit?since=2999-01-01T00:00:00Z")
+            #expect((try future.jsonObject()["records"] as? [Any])?.isEmpty == true)
+            let byOrg = try await client.sendOffPool("GET", "/v1/audit?orgId=\(DemoEnvironment.awsOrg)")
+            #expect((try byOrg.jsonObject()["records"] as? [Any])?.isEmpty == true)
+
+            try await client.sendOffPool("GET", "/v1/audit?dataset=x").expectProblem(
+                status: 400, type: "/problems/invalid-query")
+            try await client.sendOffPool("GET", "/v1/audit?since=yesterday").expectProblem(
+                status: 400, type: "/problems/invalid-query")
+            try await client.sendOffPool("GET", "/v1/audit?limit=0").expectProblem(
+                status: 400, type: "/problems/invalid-query")
+            try await client.sendOffPool("DELETE", "/v1/audit").expectProblem(
+                status: 405, type: "/problems/method-not-allowed")
+        }
+    }
+
+    /// Every record of every kind of deletion, on both clouds, reaches a real rsyslog as well as the file.
+    @Test func theTrailIsShippedToARealSyslogCollector() async throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("audit-ship-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let receiver = try await SyslogReceiver.started(in: scratch)
+        defer { receiver.terminate() }
+
+        let lines = try await withDemo(configure: {
+            $0.audit.syslog = SyslogConfiguration(transport: .tcp, host: "127.0.0.1", port: receiver.tcpPort)
+        }) { demo in
+            for cloud in SimulatedCloud.allCases {
+                let caller = GatewayCaller(demo, orgId: cloud.orgId)
+                let created = try await caller.createDatasetDelete("5c802d3cd83fc114b741c4b5")
+                let batch = try await caller.create(#"{"datasetId": "d-1", "batchId": "b-1"}"#)
+                #expect(batch.status == 201)
+                _ = try await caller.remove(try #require(created.string("id")))
+            }
+            let text = try String(contentsOfFile: demo.configuration.audit.filePath, encoding: .utf8)
+            return text.split(separator: "\n").map(String.init)
+        }
+
+        let records = lines.compactMap { AuditRecord(json: Array($0.utf8)) }
+        // Per cloud: two creates with intent and outcome, and a removal (intent and outcome on Azure, a refusal on
+        // AWS).
+        #expect(records.count == 11, "\(lines)")
+        for cloud in SimulatedCloud.allCases {
+            let actions = records.filter { $0.cloud == cloud.rawValue }.map {
+                "\($0.event.rawValue) \($0.action.rawValue)"
+            }
+            let removal = cloud == .azure ? ["intent remove-job", "outcome remove-job"] : ["outcome remove-job"]
+            #expect(
+                actions == [
+                    "intent create-dataset-delete", "outcome create-dataset-delete", "intent create-batch-delete",
+                    "outcome create-batch-delete",
+                ] + removal)
+        }
+
+        let messages = try await receiver.waitForMessages(lines)
+        #expect(messages.count == lines.count)
+        for (message, record) in zip(messages, records) {
+            #expect(message.appName == "profile-jobs-gateway")
+            #expect(message.messageId == record.event.rawValue)
+            #expect(message.facility == 16)
+        }
+    }
+
+    /// The write-ahead rule: a deletion whose intent cannot be written is refused and never reaches the platform.
+    @Test(arguments: SimulatedCloud.allCases)
+    func anUnwritableTrailRefusesDeletionsWithoutForwardingThem(cloud: SimulatedCloud) async throws {
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("audit-full-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let full = scratch.appendingPathComponent("audit.jsonl")
+        // Every write to /dev/full fails with ENOSPC: a full disk.
+        try FileManager.default.createSymbolicLink(atPath: full.path, withDestinationPath: "/dev/full")
+        let capture = LogCapture()
+
+        try await withDemo(logger: capture.logger, configure: { $0.audit.filePath = full.path }) { demo in
+            let caller = GatewayCaller(demo, orgId: cloud.orgId)
+            let created = try await caller.create(#"{"datasetId": "5c802d3cd83fc114b741c4b5"}"#)
+            let problem = try created.expectProblem(status: 503, type: "/problems/audit-unavailable")
+            #expect(created.header("Retry-After") == "5")
+            #expect((problem.string("detail") ?? "").contains("nothing was sent"))
+
+            let removal = try await caller.remove("job-1")
+            if cloud == .azure {
+                try removal.expectProblem(status: 503, type: "/problems/audit-unavailable")
+            } else {
+                try removal.expectProblem(status: 501, type: "/problems/operation-not-supported")
+            }
+            #expect(jobCalls(cloud.received(demo), method: "POST").isEmpty)
+            #expect(jobCalls(cloud.received(demo), method: "DELETE").isEmpty)
+
+            // Reading is not deletion traffic and goes on.
+            #expect(try await caller.list().status == 200)
+
+            let scrape = try await RawHTTPClient(port: demo.gatewayPort).sendOffPool("GET", "/metrics")
+            #expect(scrape.text.contains(#"profile_jobs_gateway_audit_write_failures_total{sink="file"}"#))
+        }
+        #expect(capture.text.contains("audit intent not written; deletion refused"))
+    }
+}
