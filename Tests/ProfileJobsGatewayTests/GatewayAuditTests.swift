@@ -133,6 +133,34 @@ import UpstreamSimulators
         }
     }
 
+    /// The HTTP server refuses an oversized body before the gateway sees the request; it is still a deletion attempt.
+    @Test func aDeletionTheServerRefusesItselfIsRecorded() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            let huge = #"{"datasetId": "\#(String(repeating: "a", count: 70_000))"}"#
+            let refused = try await caller.create(huge)
+            try refused.expectProblem(status: 413, type: "/problems/body-too-large")
+
+            let outcome = try await withDeadline(30) {
+                while true {
+                    if let found = try demo.auditRecords().first(where: {
+                        $0.requestId == refused.header("x-request-id")
+                    }) {
+                        return found
+                    }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            #expect(outcome.event == .outcome)
+            #expect(outcome.outcome == .refused)
+            #expect(outcome.status == 413)
+            #expect(outcome.action == .createDelete)
+            #expect(outcome.orgId == DemoEnvironment.azureOrg)
+            #expect(outcome.problemType == "/problems/body-too-large")
+            #expect(jobCalls(demo.azure.receivedRequests, method: "POST").isEmpty)
+        }
+    }
+
     @Test func whoAskedIsReadFromTheTokenButTheTokenIsNeverKept() async throws {
         try await withDemo { demo in
             var caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)

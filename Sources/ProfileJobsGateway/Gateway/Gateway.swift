@@ -67,8 +67,10 @@ public final class Gateway: HTTPHandler {
         let route = Self.routeTemplate(exchange.path)
         let cloud = facts?.cloud?.rawValue ?? ""
         if context == nil {
-            // The server answered by itself, so `handle` never counted the request in.
+            // The server answered by itself (413, or 503 while stopping), so `handle` never counted the request in,
+            // and a deletion it refused still needs its record.
             metrics.requestStarted()
+            recordServerRefusal(exchange)
         }
         metrics.requestFinished(
             route: route, method: exchange.method, status: exchange.response.status, cloud: cloud,

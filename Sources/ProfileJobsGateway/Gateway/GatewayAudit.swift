@@ -48,12 +48,12 @@ extension Gateway {
     }
 
     /// Records what became of a deletion call; a failure here is logged, since the answer can no longer change.
-    func recordOutcome(_ context: CallContext, status: Int, failure: GatewayError?) async {
+    func recordOutcome(_ context: CallContext, status: Int, failure: GatewayError?, seconds: Double? = nil) async {
         let facts = context.snapshot
         var record = Self.auditRecord(.outcome, context)
         record.status = status
         record.problemType = failure?.problem.type
-        record.durationSeconds = (ContinuousClock.now - context.started).seconds
+        record.durationSeconds = seconds ?? (ContinuousClock.now - context.started).seconds
         if let upstream = failure?.upstreamDetail {
             record.upstreamStatus = upstream.status
             record.upstreamRequestId = upstream.requestId ?? record.upstreamRequestId
@@ -76,6 +76,22 @@ extension Gateway {
                     ("outcome", .string(record.outcome?.rawValue ?? "")),
                 ])
         }
+    }
+
+    /// A deletion the HTTP server refused before the gateway saw it (body too large, or stopping): never forwarded,
+    /// recorded as refused.
+    func recordServerRefusal(_ exchange: HTTPExchange) {
+        let request = HTTPRequest(
+            method: exchange.method, path: exchange.path, headers: exchange.requestHeaders,
+            remoteAddress: exchange.remoteAddress)
+        guard let deletion = DeletionAttempt(request) else { return }
+
+        let context = CallContext(
+            requestId: exchange.response.headers["x-request-id"] ?? Self.requestId(from: request.headers),
+            trace: TraceContext(request.headers), deletion: deletion)
+        let status = exchange.response.status
+        let refusal: GatewayError = status == 413 ? .bodyTooLarge("") : .shuttingDown
+        Task { await self.recordOutcome(context, status: status, failure: refusal, seconds: exchange.seconds) }
     }
 
     /// The record as far as the call has got; an outcome carries everything the intent did.

@@ -32,6 +32,8 @@ public struct HTTPExchange: Sendable {
     public var seconds: Double
     /// Body bytes received from the client.
     public var requestBytes: Int
+    /// The peer's address as text, empty when unknown.
+    public var remoteAddress: String
 }
 
 /// Why the server could not start.
@@ -307,12 +309,9 @@ private final class ServerCore: @unchecked Sendable {
     /// Suspends the connection before the handler can finish, so the resume can never overtake the suspend.
     private func dispatch(_ context: RequestContext) -> MHD_Result {
         let (path, query) = HTTPRequest.splitTarget(context.target[...])
-        var address = [CChar](repeating: 0, count: 64)
-        pjg_mhd_client_address(context.connection, &address, address.count)
-        let remote = String(decoding: address.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let request = HTTPRequest(
             method: context.method, path: path, query: query, headers: context.headers, body: context.body,
-            remoteAddress: remote)
+            remoteAddress: Self.clientAddress(context.connection))
         context.requestBytes = context.body.count
         context.body = []
 
@@ -344,13 +343,20 @@ private final class ServerCore: @unchecked Sendable {
         }
     }
 
+    private static func clientAddress(_ connection: OpaquePointer) -> String {
+        var address = [CChar](repeating: 0, count: 64)
+        pjg_mhd_client_address(connection, &address, address.count)
+        return String(decoding: address.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     private func queue(_ response: HTTPResponse, for context: RequestContext) -> MHD_Result {
         if let accessLog {
             let path = context.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
             accessLog(
                 HTTPExchange(
                     method: context.method, path: path, requestHeaders: context.headers, response: response,
-                    seconds: (ContinuousClock.now - context.started).seconds, requestBytes: context.requestBytes))
+                    seconds: (ContinuousClock.now - context.started).seconds, requestBytes: context.requestBytes,
+                    remoteAddress: Self.clientAddress(context.connection)))
         }
         let connection = context.connection
         let created = response.body.withUnsafeBytes { bytes in
