@@ -8,7 +8,8 @@ let usage = """
       profile-jobs-gateway demo [--port N] [--host ADDRESS] [--aws-list-shape array|paged] [--audit-file PATH]
           Starts simulated Azure and AWS platforms and the gateway in front of them (port 8080 by default).
           --aws-list-shape picks which documented AWS list answer the simulated AWS platform gives.
-          --audit-file sets where deletions are recorded (a file in the temporary directory by default).
+          --audit-file sets where deletions are recorded (~/.local/state/profile-jobs-gateway/demo-audit.jsonl
+          by default).
       profile-jobs-gateway serve --config FILE
           Runs the gateway against the upstreams the configuration file names.
     SIGHUP reopens the audit file (after logrotate moved it); SIGINT or SIGTERM stops, letting calls finish.
@@ -76,6 +77,17 @@ func option(_ name: String, in arguments: [String]) -> String? {
     return arguments[index + 1]
 }
 
+/// The demo's trail lives in the user's own state directory, not a shared temporary one where another user could
+/// plant a symlink; it stays across runs, so a demo killed mid-deletion reports it at the next start.
+func defaultDemoAuditFile() -> String {
+    let environment = ProcessInfo.processInfo.environment
+    let state =
+        environment["XDG_STATE_HOME"].flatMap { $0.hasPrefix("/") ? $0 : nil }
+        ?? environment["HOME"].map { $0 + "/.local/state" }
+        ?? FileManager.default.temporaryDirectory.appendingPathComponent("profile-jobs-gateway-\(getuid())").path
+    return state + "/profile-jobs-gateway/demo-audit.jsonl"
+}
+
 func runDemo(_ arguments: [String]) {
     let signals = blockSignals()
     let host = option("--host", in: arguments) ?? "127.0.0.1"
@@ -91,9 +103,7 @@ func runDemo(_ arguments: [String]) {
         awsOptions.awsListShape = shape
     }
 
-    let auditFile =
-        option("--audit-file", in: arguments)
-        ?? FileManager.default.temporaryDirectory.appendingPathComponent("profile-jobs-gateway-demo/audit.jsonl").path
+    let auditFile = option("--audit-file", in: arguments) ?? defaultDemoAuditFile()
 
     let logger = Logger(label: "gateway")
     let demo: DemoEnvironment
@@ -116,8 +126,9 @@ func runDemo(_ arguments: [String]) {
     }
 
     waitForStopSignal(signals, audit: demo.audit, logger: logger)
-    say("Stopping: calls in flight may finish for up to \(GatewayServer.drainGrace.components.seconds) s.")
-    demo.stop(grace: GatewayServer.drainGrace)
+    let grace = GatewayServer.drainGrace(demo.configuration)
+    say("Stopping: calls in flight may finish for up to \(grace.components.seconds) s.")
+    demo.stop(grace: grace)
 }
 
 func runServe(_ arguments: [String]) {
@@ -162,8 +173,9 @@ func runServe(_ arguments: [String]) {
         ])
 
     waitForStopSignal(signals, audit: audit, logger: logger)
-    logger.info("draining", [("grace.seconds", .int(Int(GatewayServer.drainGrace.components.seconds)))])
-    server.stop(grace: GatewayServer.drainGrace)
+    let grace = GatewayServer.drainGrace(configuration)
+    logger.info("draining", [("grace.seconds", .int(Int(grace.components.seconds)))])
+    server.stop(grace: grace)
     transport.shutdown()
     audit.close()
 }

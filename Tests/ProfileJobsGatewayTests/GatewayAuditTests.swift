@@ -277,6 +277,10 @@ import UpstreamSimulators
         let full = scratch.appendingPathComponent("audit.jsonl")
         // Every write to /dev/full fails with ENOSPC: a full disk.
         try FileManager.default.createSymbolicLink(atPath: full.path, withDestinationPath: "/dev/full")
+        let ready = try await withDemo(configure: { $0.audit.filePath = full.path }) { demo in
+            try await RawHTTPClient(port: demo.gatewayPort).sendOffPool("GET", "/readyz").status
+        }
+        #expect(ready == 200, "nothing has failed yet")
         let capture = LogCapture()
 
         try await withDemo(logger: capture.logger, configure: { $0.audit.filePath = full.path }) { demo in
@@ -300,7 +304,111 @@ import UpstreamSimulators
 
             let scrape = try await RawHTTPClient(port: demo.gatewayPort).sendOffPool("GET", "/metrics")
             #expect(scrape.text.contains(#"profile_jobs_gateway_audit_write_failures_total{sink="file"}"#))
+
+            // After a failed write the instance says it is not ready, so a balancer sends deletions elsewhere.
+            let readiness = try await RawHTTPClient(port: demo.gatewayPort).sendOffPool("GET", "/readyz")
+            try readiness.expectProblem(status: 503, type: "/problems/not-ready")
         }
         #expect(capture.text.contains("audit intent not written; deletion refused"))
+    }
+
+    /// A deletion still in flight when the drain grace ends: the caller is told it may have happened, and the trail
+    /// keeps one intent and one outcome for it, never a made-up refusal.
+    @Test func aDeletionCutOffAtShutdownKeepsOneIntentAndOneOutcome() async throws {
+        let upstream = ScriptedUpstream()
+        upstream.answer(.init(stall: true))
+        let upstreamServer = HTTPServer(handler: upstream)
+        let upstreamPort = try upstreamServer.start()
+        let demo = try DemoEnvironment(logger: quietLogger) { configuration in
+            configuration.organizations["held@AdobeOrg"] = OrganizationRoute(
+                orgId: "held@AdobeOrg", cloud: .azure, baseURL: "http://127.0.0.1:\(upstreamPort)")
+        }
+        defer { try? FileManager.default.removeItem(atPath: demo.configuration.audit.filePath) }
+
+        let caller = GatewayCaller(demo, orgId: "held@AdobeOrg")
+        let pending = Task { try await caller.create(#"{"datasetId": "held-dataset"}"#) }
+        try await withDeadline(30) {
+            while upstream.receivedRequests.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        try await stopOffPool { demo.stop(grace: .milliseconds(200)) }
+        let answer = try await pending.value
+        let problem = try answer.expectProblem(status: 503, type: "/problems/interrupted")
+        #expect((problem.string("detail") ?? "").contains("may have been carried out"))
+        upstream.release()
+        try await stopOffPool { upstreamServer.stop() }
+
+        let records = try await withDeadline(30) {
+            while true {
+                let mine = try demo.auditRecords().filter { $0.datasetId == "held-dataset" }
+                if mine.contains(where: { $0.event == .outcome }) { return mine }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        #expect(records.map(\.event) == [.intent, .outcome], "\(records)")
+        #expect(Set(records.map(\.id)).count == 1)
+        #expect(records.last?.outcome != .refused)
+    }
+
+    @Test func oddCallerValuesAreRecordedNotDropped() async throws {
+        try await withDemo { demo in
+            let long = String(repeating: "k", count: 300)
+            for apiKey in ["d\u{e9}mo\tclient", long] {
+                let response = try await RawHTTPClient(port: demo.gatewayPort).sendOffPool(
+                    "POST", "/v1/system/jobs",
+                    headers: [
+                        ("Authorization", "Bearer opaque-token"), ("x-api-key", apiKey),
+                        ("x-gw-ims-org-id", DemoEnvironment.azureOrg), ("Content-Type", "application/json"),
+                    ],
+                    body: Array(#"{"datasetId": "odd-key-\#(apiKey.count)"}"#.utf8))
+                #expect(response.status == 201, "\(response.text)")
+                let (intent, _) = try Self.records(demo, requestId: response.header("x-request-id"))
+                let recorded = try #require(intent?.requester.apiKey)
+                if apiKey == long {
+                    #expect(recorded.hasPrefix("kkkk") && recorded.hasSuffix("…") && recorded.utf8.count <= 256)
+                } else {
+                    #expect(recorded == apiKey)
+                }
+            }
+
+            // A sandbox lookup that fails is not the platform's answer to a deletion.
+            let aws = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+            let lookup = try await aws.create(
+                #"{"datasetId": "d-1"}"#, headers: [("x-sandbox-name", "nosuch")])
+            #expect(lookup.status == 404, "\(lookup.text)")
+            let (intent, outcome) = try Self.records(demo, requestId: lookup.header("x-request-id"))
+            #expect(intent == nil)
+            #expect(outcome?.outcome == .refused)
+            #expect(outcome?.sandboxName == "nosuch")
+            #expect(outcome?.upstreamStatus == nil)
+
+            // A refused AWS removal still says which sandbox and job it named.
+            let removal = try await aws.remove("job-7", headers: [("x-sandbox-name", "prod")])
+            let refused = try Self.records(demo, requestId: removal.header("x-request-id")).outcome
+            #expect(refused?.sandboxName == "prod")
+            #expect(refused?.jobId == "job-7")
+        }
+    }
+
+    @Test func oneGatewayPerAuditFileAndARemovedFileIsStartedAgain() async throws {
+        try await withDemo { demo in
+            let path = demo.configuration.audit.filePath
+            #expect {
+                try AuditTrail(configuration: AuditConfiguration(filePath: path), logger: quietLogger)
+            } throws: { error in
+                "\(error)".contains("another gateway process is writing to it")
+            }
+
+            try FileManager.default.removeItem(atPath: path)
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            let created = try await caller.create(#"{"datasetId": "after-removal"}"#)
+            #expect(created.status == 201)
+            let (intent, outcome) = try Self.records(demo, requestId: created.header("x-request-id"))
+            #expect(intent != nil && outcome != nil, "the records are in a new file at the path")
+
+            let client = RawHTTPClient(port: demo.gatewayPort)
+            try await client.sendOffPool("GET", "/v1/audit?datasetId=a&datasetId=b").expectProblem(
+                status: 400, type: "/problems/invalid-query")
+            #expect(try await client.sendOffPool("HEAD", "/healthz").status == 200)
+        }
     }
 }

@@ -9,7 +9,12 @@ final class AuditFile: Sendable {
         var fd: Int32
         /// The file ends inside a line (a crash, or a short write on a full disk): the next append starts a new one.
         var needsNewline: Bool
+        /// When the last append failed; readiness stays off for a while after one.
+        var lastFailure: ContinuousClock.Instant? = nil
     }
+
+    /// How long after a failed append the file counts as not writable.
+    static let failureMemory = Duration.seconds(30)
 
     let path: String
     private let state: Mutex<State>
@@ -40,6 +45,20 @@ final class AuditFile: Sendable {
 
     /// The same append on the calling thread; only for `AuditTrail.init`, before anything else can append.
     func appendNow(_ line: [UInt8]) throws(AuditWriteError) {
+        do {
+            try appendOnce(line)
+            state.withLock { $0.lastFailure = nil }
+        } catch {
+            state.withLock { $0.lastFailure = .now }
+            throw error
+        }
+    }
+
+    private func appendOnce(_ line: [UInt8]) throws(AuditWriteError) {
+        // A file removed from under the gateway would take records nobody can read again: start a new one.
+        if isUnlinked(state.withLock { $0.fd }) {
+            try replaceDescriptor()
+        }
         let (fd, needsNewline) = state.withLock { ($0.fd, $0.needsNewline) }
         let bytes = needsNewline ? [10] + line : line
 
@@ -66,25 +85,40 @@ final class AuditFile: Sendable {
     /// Opens the path anew (logrotate moved the old file away); on failure the old file keeps taking records.
     func reopen() throws(AuditWriteError) {
         let result: Result<Void, AuditWriteError> = queue.sync {
-            Result { () throws(AuditWriteError) in
-                let fd = try AuditFile.open(path)
-                let old = state.withLock { state in
-                    defer { state = State(fd: fd, needsNewline: false) }
-                    return state.fd
-                }
-                _ = Glibc.close(old)
-                endTornLine(fd)
-            }
+            Result { () throws(AuditWriteError) in try replaceDescriptor() }
         }
         try result.get()
     }
 
-    /// Whether an append can succeed now, as far as permissions tell: the file is open and it, or for a missing
-    /// file its directory, is writable.
+    /// Opens the path and swaps the new descriptor in; only on `queue` (or before anything else can append).
+    private func replaceDescriptor() throws(AuditWriteError) {
+        let fd = try AuditFile.open(path)
+        let old = state.withLock { state in
+            defer { state = State(fd: fd, needsNewline: false, lastFailure: state.lastFailure) }
+            return state.fd
+        }
+        _ = Glibc.close(old)
+        endTornLine(fd)
+    }
+
+    /// Lets another process take the file (a restarted gateway); records written after this still land.
+    func unlock() {
+        queue.sync { _ = flock(state.withLock { $0.fd }, LOCK_UN) }
+    }
+
+    /// Whether an append can succeed now: the file is open, no append failed in the last `failureMemory`, and
+    /// a file removed from under the gateway can be created again.
     var isWritable: Bool {
-        guard state.withLock({ $0.fd >= 0 }) else { return false }
-        if access(path, F_OK) == 0 { return access(path, W_OK) == 0 }
-        return access(AuditFile.directory(of: path), W_OK | X_OK) == 0
+        let (fd, lastFailure) = state.withLock { ($0.fd, $0.lastFailure) }
+        guard fd >= 0 else { return false }
+        if let lastFailure, ContinuousClock.now - lastFailure < AuditFile.failureMemory { return false }
+        if isUnlinked(fd) { return access(AuditFile.directory(of: path), W_OK | X_OK) == 0 }
+        return true
+    }
+
+    private func isUnlinked(_ fd: Int32) -> Bool {
+        var info = stat()
+        return fstat(fd, &info) == 0 && info.st_mode & S_IFMT == S_IFREG && info.st_nlink == 0
     }
 
     /// Everything the open file holds; empty for anything but a regular file (`/dev/full` reads zeros forever).
@@ -136,6 +170,15 @@ final class AuditFile: Sendable {
         }
         guard fd >= 0 else {
             throw AuditWriteError(description: "cannot open the audit trail \(path): \(systemErrorText(errno))")
+        }
+
+        // Two writers would report each other's deletions in flight as orphans: one gateway process per file.
+        var info = stat()
+        if fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let reason = errno == EWOULDBLOCK ? "another gateway process is writing to it" : systemErrorText(errno)
+            _ = Glibc.close(fd)
+            throw AuditWriteError(
+                description: "cannot use the audit trail \(path): \(reason); give each instance its own audit.file")
         }
 
         // A new file's name is durable only once its directory is synced.

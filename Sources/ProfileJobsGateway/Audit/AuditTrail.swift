@@ -139,6 +139,7 @@ public final class AuditTrail: Sendable {
     /// Stops the shippers after letting them deliver what is queued, for at most about two seconds.
     public func close() {
         AuditTrail.close(shippers)
+        file.unlock()
     }
 
     private static func close(_ shippers: [AuditShipper]) {

@@ -53,7 +53,7 @@ struct TraceContext: Sendable, Equatable {
 
     init(_ headers: HTTPHeaders) {
         if let given = headers["traceparent"], Self.isWellFormed(given) {
-            traceparent = given.lowercased()
+            traceparent = given
             tracestate = headers["tracestate"].flatMap { $0.utf8.count <= 512 && Self.isPrintable($0) ? $0 : nil }
         } else {
             // A malformed traceparent takes its tracestate with it, as the specification says.
@@ -62,11 +62,13 @@ struct TraceContext: Sendable, Equatable {
         }
     }
 
-    /// `version-traceid-parentid-flags`, lowercase hex, trace and parent ids not all zeros, version not ff.
+    /// `version-traceid-parentid-flags` in lowercase hex, trace and parent ids not all zeros, version not ff; a later
+    /// version may carry more after the flags.
     static func isWellFormed(_ value: String) -> Bool {
-        let parts = value.lowercased().split(separator: "-", omittingEmptySubsequences: false)
+        guard value.utf8.count <= 512 else { return false }
+        let parts = value.split(separator: "-", omittingEmptySubsequences: false)
         guard parts.count >= 4, parts[0].count == 2, parts[1].count == 32, parts[2].count == 16, parts[3].count == 2,
-            parts.allSatisfy({ $0.utf8.allSatisfy(isHexDigit) }), parts[0] != "ff",
+            parts.prefix(4).allSatisfy({ $0.utf8.allSatisfy(isHexDigit) }), parts[0] != "ff",
             parts[1] != Substring(repeating: "0", count: 32), parts[2] != Substring(repeating: "0", count: 16)
         else { return false }
         // Version 00 has exactly four parts; later versions may append more.
@@ -119,12 +121,10 @@ extension AuditRecord.Requester {
         }
     }
 
-    /// Claims are caller-controlled: only short printable values are kept.
+    /// Who asked is never dropped for being odd: the value is kept, cut to 256 bytes (JSON escaping makes any
+    /// character safe in a record).
     private static func printable(_ value: String) -> String? {
-        guard !value.isEmpty, value.utf8.count <= 256, value.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
-            return nil
-        }
-        return value
+        value.isEmpty ? nil : auditText(value)
     }
 
     private static func base64URLDecode(_ text: Substring) -> [UInt8]? {
@@ -132,4 +132,16 @@ extension AuditRecord.Requester {
         standard += String(repeating: "=", count: (4 - standard.utf8.count % 4) % 4)
         return Data(base64Encoded: standard).map(Array.init)
     }
+}
+
+/// A caller-supplied value as the audit trail keeps it: at most 256 bytes, cut on a character boundary and marked
+/// with "…" when cut, so an odd or oversized value is recorded rather than lost.
+func auditText(_ value: String) -> String {
+    guard value.utf8.count > 256 else { return value }
+    var kept = ""
+    for character in value {
+        guard kept.utf8.count + character.utf8.count <= 253 else { break }
+        kept.append(character)
+    }
+    return kept + "…"
 }

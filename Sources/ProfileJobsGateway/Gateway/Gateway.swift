@@ -33,6 +33,9 @@ public final class Gateway: HTTPHandler {
         let context = CallContext(
             requestId: Self.requestId(from: request.headers), trace: TraceContext(request.headers),
             deletion: DeletionAttempt(request))
+        if let orgId = request.headers["x-gw-ims-org-id"], let route = configuration.organizations[orgId] {
+            context.update { ($0.orgId, $0.cloud) = (route.orgId, route.cloud) }
+        }
 
         let answer: Result<HTTPResponse, GatewayError> = await CallContext.$current.withValue(context) {
             do throws(GatewayError) {
@@ -66,7 +69,15 @@ public final class Gateway: HTTPHandler {
         let facts = context?.snapshot
         let route = Self.routeTemplate(exchange.path)
         let cloud = facts?.cloud?.rawValue ?? ""
-        if context == nil {
+        if context == nil && exchange.reachedHandler {
+            // Cut off at shutdown: `handle` counted the request in and will still write a deletion's outcome.
+            logger.warning(
+                "request interrupted by shutdown",
+                [
+                    ("http.route", .string(route)),
+                    ("request.id", .string(exchange.response.headers["x-request-id"] ?? "")),
+                ])
+        } else if context == nil {
             // The server answered by itself (413, or 503 while stopping), so `handle` never counted the request in,
             // and a deletion it refused still needs its record.
             metrics.requestStarted()

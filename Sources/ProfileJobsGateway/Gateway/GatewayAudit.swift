@@ -8,8 +8,11 @@ struct DeletionAttempt: Sendable {
     let surface: String
     let requester: AuditRecord.Requester
     let clientAddress: String
-    /// The organization the caller named, kept even when the gateway does not route it.
+    /// What the caller named, kept even when the gateway refuses the call before resolving it.
     let askedOrgId: String?
+    let askedSandboxName: String?
+    let askedSandboxId: String?
+    let jobId: String?
 
     init?(_ request: HTTPRequest) {
         guard request.method == "POST" || request.method == "DELETE" else { return nil }
@@ -21,8 +24,17 @@ struct DeletionAttempt: Sendable {
         isCreate = request.method == "POST"
         requester = AuditRecord.Requester(request.headers)
         clientAddress = request.remoteAddress
-        askedOrgId = request.headers["x-gw-ims-org-id"].flatMap { given in
-            given.isEmpty || given.utf8.count > 256 || !given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) ? nil : given
+        askedOrgId = request.headers["x-gw-ims-org-id"].flatMap { $0.isEmpty ? nil : auditText($0) }
+        askedSandboxName = request.headers["x-sandbox-name"].flatMap { $0.isEmpty ? nil : auditText($0) }
+        askedSandboxId = request.headers["x-sandbox-id"].flatMap { $0.isEmpty ? nil : auditText($0) }
+
+        // A removal names its job in the path; kept when well-formed, even if the call goes no further.
+        let path = request.path
+        if let slash = path.lastIndex(of: "/"), request.method == "DELETE" {
+            let id = String(path[path.index(after: slash)...])
+            jobId = GatewayLimits.isWellFormedId(id) ? id : nil
+        } else {
+            jobId = nil
         }
     }
 }
@@ -41,7 +53,10 @@ extension Gateway {
         } catch {
             logger.error(
                 "audit intent not written; deletion refused",
-                [("audit.id", .string(record.id)), ("request.id", .string(record.requestId))])
+                [
+                    ("audit.id", .string(record.id)), ("request.id", .string(record.requestId)),
+                    ("error", .string(error.description)),
+                ])
             throw .auditUnavailable
         }
         context.update { $0.intent = record }
@@ -54,7 +69,8 @@ extension Gateway {
         record.status = status
         record.problemType = failure?.problem.type
         record.durationSeconds = seconds ?? (ContinuousClock.now - context.started).seconds
-        if let upstream = failure?.upstreamDetail {
+        // A sandbox lookup's answer is not the platform's answer to the deletion: only a forwarded one has that.
+        if let upstream = failure?.upstreamDetail, facts.intent != nil {
             record.upstreamStatus = upstream.status
             record.upstreamRequestId = upstream.requestId ?? record.upstreamRequestId
         }
@@ -73,7 +89,7 @@ extension Gateway {
                 "audit outcome not written",
                 [
                     ("audit.id", .string(record.id)), ("request.id", .string(record.requestId)),
-                    ("outcome", .string(record.outcome?.rawValue ?? "")),
+                    ("outcome", .string(record.outcome?.rawValue ?? "")), ("error", .string(error.description)),
                 ])
         }
     }
@@ -112,11 +128,11 @@ extension Gateway {
         record.traceId = context.trace.traceId
         record.orgId = facts.orgId ?? deletion.askedOrgId
         record.cloud = facts.cloud?.rawValue
-        record.sandboxName = facts.sandbox?.name
-        record.sandboxId = facts.sandbox?.id
+        record.sandboxName = facts.sandbox?.name ?? deletion.askedSandboxName
+        record.sandboxId = facts.sandbox?.id ?? deletion.askedSandboxId
         record.datasetId = facts.datasetId
         record.batchId = facts.batchId
-        record.jobId = facts.jobId
+        record.jobId = facts.jobId ?? deletion.jobId
         record.clientAddress = deletion.clientAddress.isEmpty ? nil : deletion.clientAddress
         record.upstreamStatus = facts.upstreamStatus
         record.upstreamRequestId = facts.upstreamRequestId
@@ -129,8 +145,9 @@ extension Gateway {
     func serviceRoute(_ request: HTTPRequest) throws(GatewayError) -> HTTPResponse? {
         let path = request.path
         guard ["/healthz", "/readyz", "/metrics", "/v1/audit"].contains(path) else { return nil }
-        guard request.method == "GET" else {
-            throw .methodNotAllowed(method: request.method, allowed: ["GET"])
+        // HEAD gets the GET answer; the HTTP server leaves the body out.
+        guard request.method == "GET" || request.method == "HEAD" else {
+            throw .methodNotAllowed(method: request.method, allowed: ["GET", "HEAD"])
         }
 
         switch path {
@@ -168,6 +185,9 @@ extension Gateway {
         for (name, _) in request.query where !known.contains(name) {
             throw .invalidQuery(
                 parameter: String(name.prefix(64)), reason: "is not known; use \(known.joined(separator: ", "))")
+        }
+        for name in known where request.query.filter({ $0.name == name }).count > 1 {
+            throw .invalidQuery(parameter: name, reason: "is given more than once; give each filter once")
         }
 
         var query = AuditQuery()

@@ -22,6 +22,8 @@ public enum GatewayError: Error, Sendable, Equatable {
     case upstreamMalformed(cloud: Cloud, reason: String)
     case bodyTooLarge(String)
     case shuttingDown
+    /// The gateway stopped while it was still working on the call.
+    case interruptedByShutdown
     /// The deletion's intent could not be made durable, so it was not forwarded.
     case auditUnavailable
     /// `/readyz`: this instance should not be sent traffic now.
@@ -168,8 +170,9 @@ extension GatewayError {
             return Problem(
                 type: "/problems/upstream-unreachable", title: "The \(cloud.displayName) platform cannot be reached",
                 status: 502,
-                detail: "The gateway could not reach the \(cloud.displayName) platform (\(reason)). Retry later; if "
-                    + "it persists, the gateway's upstream configuration or network needs attention.")
+                detail: "The gateway could not reach the \(cloud.displayName) platform (\(reason)). A lookup can be "
+                    + "retried later; before retrying a create or a removal, list the jobs to see whether it was "
+                    + "carried out. If it persists, the gateway's upstream configuration or network needs attention.")
 
         case .upstreamTimedOut(let cloud, let reason):
             return Problem(
@@ -183,7 +186,8 @@ extension GatewayError {
                 type: "/problems/upstream-malformed", title: "The \(cloud.displayName) platform's answer is unreadable",
                 status: 502,
                 detail: "The \(cloud.displayName) platform answered with a body the gateway cannot read (\(reason)). "
-                    + "Retry later; if it persists, report it with this request id.")
+                    + "A create or a removal it answered this way may have been carried out: list the jobs before "
+                    + "retrying one. If it persists, report it with this request id.")
 
         case .bodyTooLarge(let detail):
             return Problem(
@@ -193,6 +197,13 @@ extension GatewayError {
             return Problem(
                 type: "/problems/shutting-down", title: "The gateway is shutting down", status: 503,
                 detail: "This gateway instance is stopping; retry the request.", headers: [("Retry-After", "1")])
+
+        case .interruptedByShutdown:
+            return Problem(
+                type: "/problems/interrupted", title: "The gateway stopped before answering", status: 503,
+                detail: "This gateway instance stopped while the call was in progress, so it may have been carried "
+                    + "out. A lookup can be retried; before retrying a create or a removal, list the jobs (or GET "
+                    + "the job) to see whether it happened.")
 
         case .auditUnavailable:
             return Problem(

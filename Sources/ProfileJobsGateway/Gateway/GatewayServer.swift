@@ -1,7 +1,10 @@
 /// The gateway's listening side: an HTTP server whose own refusals (413, 503 at shutdown) are problems too.
 public enum GatewayServer {
-    /// How long a stopping gateway lets calls in flight finish; a deletion cut off midway leaves its caller unsure.
-    public static let drainGrace = Duration.seconds(10)
+    /// How long a stopping gateway lets calls in flight finish: at least 10 s, and long enough for an upstream call
+    /// to run to its timeout, since a deletion cut off midway leaves its caller unsure whether it happened.
+    public static func drainGrace(_ configuration: GatewayConfiguration) -> Duration {
+        .seconds(max(10, (configuration.connectTimeoutSeconds + configuration.upstreamTimeoutSeconds + 1).rounded(.up)))
+    }
 
     public static func make(configuration: GatewayConfiguration, gateway: Gateway) -> HTTPServer {
         var server = HTTPServerConfiguration()
@@ -10,8 +13,13 @@ public enum GatewayServer {
         server.maxBodyBytes = 64 * 1024
         return HTTPServer(
             configuration: server, handler: gateway,
-            errorResponse: { status, detail, headers in
-                let error: GatewayError = status == 413 ? .bodyTooLarge(detail) : .shuttingDown
+            errorResponse: { refusal, headers in
+                let error: GatewayError =
+                    switch refusal {
+                    case .bodyTooLarge(let detail): .bodyTooLarge(detail)
+                    case .shuttingDown: .shuttingDown
+                    case .interrupted: .interruptedByShutdown
+                    }
                 let requestId = Gateway.requestId(from: headers)
                 var response = Gateway.problemResponse(error, requestId: requestId)
                 response.headers.set("x-request-id", requestId)

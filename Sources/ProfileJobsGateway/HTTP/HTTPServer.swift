@@ -34,6 +34,33 @@ public struct HTTPExchange: Sendable {
     public var requestBytes: Int
     /// The peer's address as text, empty when unknown.
     public var remoteAddress: String
+    /// Whether the handler was given the request; false when the server answered before it could.
+    public var reachedHandler: Bool
+}
+
+/// An answer the server gives on its own, without the handler.
+public enum ServerRefusal: Sendable, Equatable {
+    case bodyTooLarge(String)
+    /// Stopping: the request was not given to the handler.
+    case shuttingDown
+    /// Stopping: the handler was still working on the request when the grace period ended, so what it set in
+    /// motion may have happened.
+    case interrupted
+
+    public var status: Int {
+        switch self {
+        case .bodyTooLarge: 413
+        case .shuttingDown, .interrupted: 503
+        }
+    }
+
+    public var detail: String {
+        switch self {
+        case .bodyTooLarge(let detail): detail
+        case .shuttingDown: "The server is shutting down; retry the request."
+        case .interrupted: "The server stopped before the request was answered; it may have been carried out."
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -53,7 +80,7 @@ public final class HTTPServer: Sendable {
     public init(
         configuration: HTTPServerConfiguration = .init(),
         handler: any HTTPHandler,
-        errorResponse: @escaping @Sendable (_ status: Int, _ detail: String, _ headers: HTTPHeaders) -> HTTPResponse =
+        errorResponse: @escaping @Sendable (_ refusal: ServerRefusal, _ headers: HTTPHeaders) -> HTTPResponse =
             HTTPServer.plainError,
         accessLog: (@Sendable (HTTPExchange) -> Void)? = nil
     ) {
@@ -76,11 +103,11 @@ public final class HTTPServer: Sendable {
         core.stop(grace: grace)
     }
 
-    public static func plainError(status: Int, detail: String, headers: HTTPHeaders) -> HTTPResponse {
+    public static func plainError(_ refusal: ServerRefusal, headers: HTTPHeaders) -> HTTPResponse {
         HTTPResponse(
-            status: status,
+            status: refusal.status,
             headers: HTTPHeaders([("Content-Type", "text/plain; charset=utf-8")]),
-            body: Array((detail + "\n").utf8)
+            body: Array((refusal.detail + "\n").utf8)
         )
     }
 }
@@ -104,6 +131,7 @@ private final class RequestContext: @unchecked Sendable {
     var headers = HTTPHeaders()
     var body: [UInt8] = []
     var requestBytes = 0
+    var reachedHandler = false
     var bodyTooLarge = false
     var answer: HTTPResponse?
 
@@ -126,7 +154,7 @@ private final class ServerCore: @unchecked Sendable {
 
     let configuration: HTTPServerConfiguration
     let handler: any HTTPHandler
-    let errorResponse: @Sendable (Int, String, HTTPHeaders) -> HTTPResponse
+    let errorResponse: @Sendable (ServerRefusal, HTTPHeaders) -> HTTPResponse
     let accessLog: (@Sendable (HTTPExchange) -> Void)?
     let suspended = Mutex(Suspended())
     /// Requests between their request line and their completion callback.
@@ -139,7 +167,7 @@ private final class ServerCore: @unchecked Sendable {
     init(
         configuration: HTTPServerConfiguration,
         handler: any HTTPHandler,
-        errorResponse: @escaping @Sendable (Int, String, HTTPHeaders) -> HTTPResponse,
+        errorResponse: @escaping @Sendable (ServerRefusal, HTTPHeaders) -> HTTPResponse,
         accessLog: (@Sendable (HTTPExchange) -> Void)?
     ) {
         self.configuration = configuration
@@ -194,7 +222,7 @@ private final class ServerCore: @unchecked Sendable {
         suspended.withLock { state in
             state.stopped = true
             for context in state.contexts.values {
-                context.answer = errorResponse(503, "The server is shutting down; retry the request.", context.headers)
+                context.answer = errorResponse(.interrupted, context.headers)
                 MHD_resume_connection(context.connection)
             }
             state.contexts.removeAll()
@@ -264,7 +292,7 @@ private final class ServerCore: @unchecked Sendable {
                 // Answering before the body arrives spares reading it, and a client that sent
                 // `Expect: 100-continue` never sends it.
                 context.bodyTooLarge = true
-                return queue(errorResponse(413, bodyTooLargeDetail, context.headers), for: context)
+                return queue(errorResponse(.bodyTooLarge(bodyTooLargeDetail), context.headers), for: context)
             }
             return .YES
 
@@ -275,7 +303,7 @@ private final class ServerCore: @unchecked Sendable {
                 return .YES
             }
             if context.bodyTooLarge {
-                return queue(errorResponse(413, bodyTooLargeDetail, context.headers), for: context)
+                return queue(errorResponse(.bodyTooLarge(bodyTooLargeDetail), context.headers), for: context)
             }
             return dispatch(context)
 
@@ -319,12 +347,13 @@ private final class ServerCore: @unchecked Sendable {
         let accepted = suspended.withLock { state in
             guard !state.draining else { return false }
             MHD_suspend_connection(context.connection)
+            context.reachedHandler = true
             state.contexts[ObjectIdentifier(context)] = context
             return true
         }
         guard accepted else {
             return queue(
-                errorResponse(503, "The server is shutting down; retry the request.", context.headers), for: context)
+                errorResponse(.shuttingDown, context.headers), for: context)
         }
 
         let handler = self.handler
@@ -356,7 +385,7 @@ private final class ServerCore: @unchecked Sendable {
                 HTTPExchange(
                     method: context.method, path: path, requestHeaders: context.headers, response: response,
                     seconds: (ContinuousClock.now - context.started).seconds, requestBytes: context.requestBytes,
-                    remoteAddress: Self.clientAddress(context.connection)))
+                    remoteAddress: Self.clientAddress(context.connection), reachedHandler: context.reachedHandler))
         }
         let connection = context.connection
         let created = response.body.withUnsafeBytes { bytes in

@@ -68,6 +68,9 @@ public final class GatewayMetrics: Sendable {
             prefix + "audit_write_failures_total",
             help: "Audit records a sink failed to take, by sink.",
             labels: ["sink"])
+        // The file's series exist from the start, so an alert on failures sees 0 rather than no data.
+        auditRecordsWritten.increment(labels: ["file"], by: 0)
+        auditWriteFailures.increment(labels: ["file"], by: 0)
 
         // Constant 1, so a query can join any metric with the version that produced it.
         registry.gauge(

@@ -25,8 +25,11 @@ func withDemo<T>(
         result = .failure(error)
     }
     try await stopOffPool { environment.stop() }
-    try? FileManager.default.removeItem(
-        at: URL(fileURLWithPath: environment.configuration.audit.filePath).deletingLastPathComponent())
+    // Only the demo's own temporary directory; a test may point the trail elsewhere (`/dev/full`).
+    let directory = URL(fileURLWithPath: environment.configuration.audit.filePath).deletingLastPathComponent()
+    if directory.lastPathComponent.hasPrefix("profile-jobs-gateway-demo-") {
+        try? FileManager.default.removeItem(at: directory)
+    }
     return try result.get()
 }
 
