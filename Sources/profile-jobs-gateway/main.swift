@@ -173,11 +173,16 @@ func runServe(_ arguments: [String]) {
         ])
 
     waitForStopSignal(signals, audit: audit, logger: logger)
+    gateway.beginShutdown()
+    logger.info(
+        "not ready; stopping", [("readiness.delay.seconds", .double(configuration.shutdownReadinessDelaySeconds))])
+    usleep(UInt32(configuration.shutdownReadinessDelaySeconds * 1_000_000))
     let grace = GatewayServer.drainGrace(configuration)
     logger.info("draining", [("grace.seconds", .int(Int(grace.components.seconds)))])
     server.stop(grace: grace)
     transport.shutdown()
     audit.close()
+    logger.info("stopped")
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())

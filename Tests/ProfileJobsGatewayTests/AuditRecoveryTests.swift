@@ -26,6 +26,7 @@ import Testing
                 let configuration = """
                     {"listen": {"host": "127.0.0.1", "port": \(port)},
                      "upstream": {"timeoutSeconds": 120},
+                     "shutdown": {"readinessDelaySeconds": 0.5},
                      "audit": {"file": "\(directory.appendingPathComponent("audit.jsonl").path)"},
                      "organizations": {"azure@AdobeOrg": {"cloud": "azure", "baseURL": "http://127.0.0.1:\(upstreamPort)"}}}
                     """
@@ -115,6 +116,44 @@ import Testing
         #expect(!third.log.contains("audit intent without outcome"))
         third.signal(SIGTERM)
         #expect(try await third.child.exit(within: 60) == 0)
+    }
+}
+
+extension AuditRecoveryTests {
+    /// SIGTERM while a deletion is with the platform: the call is let finish and answered, its outcome recorded,
+    /// and the process exits 0.
+    @Test func aStopSignalLetsTheDeletionInFlightFinish() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("audit-stop-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+
+        let upstream = ScriptedUpstream()
+        upstream.answer(.init(body: try DialectFixture.bytes("azure/create-dataset.response.json"), stall: true))
+        let upstreamServer = HTTPServer(configuration: HTTPServerConfiguration(), handler: upstream)
+        let upstreamPort = try upstreamServer.start()
+        defer { upstreamServer.stop() }
+
+        let gateway = try await ServedGateway(directory: directory, upstreamPort: upstreamPort)
+        let caller = GatewayCaller(port: gateway.port, orgId: "azure@AdobeOrg")
+        let pending = Task { try await caller.create(#"{"datasetId": "stop-dataset"}"#) }
+        try await withDeadline(60) {
+            while upstream.receivedRequests.isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+        }
+
+        gateway.signal(SIGTERM)
+        try await withDeadline(60) {
+            while !gateway.log.contains("not ready; stopping") { try await Task.sleep(for: .milliseconds(20)) }
+        }
+        upstream.release()
+
+        let answer = try await pending.value
+        #expect(answer.status == 201, "\(answer.text)")
+        #expect(try await gateway.child.exit(within: 90) == 0, "\(gateway.log)")
+        #expect(gateway.log.contains("\"message\":\"stopped\""))
+        let records = try String(contentsOfFile: gateway.auditFile, encoding: .utf8).split(separator: "\n")
+            .compactMap { AuditRecord(json: Array($0.utf8)) }
+        #expect(records.map(\.event) == [.intent, .outcome])
+        #expect(records.last?.outcome == .succeeded)
     }
 }
 

@@ -58,6 +58,10 @@ import Testing
         let defaults = try Self.parse(
             #"{"audit": {"syslog": {"host": "::1", "port": 514}}, "organizations": {"a@AdobeOrg": {"cloud": "aws"}}}"#)
         #expect(defaults.audit.filePath == "audit.jsonl")
+        #expect(defaults.shutdownReadinessDelaySeconds == 2)
+        let quick = try Self.parse(
+            #"{"shutdown": {"readinessDelaySeconds": 0}, "organizations": {"a@AdobeOrg": {"cloud": "aws"}}}"#)
+        #expect(quick.shutdownReadinessDelaySeconds == 0)
         #expect(defaults.audit.syslog == SyslogConfiguration(transport: .tcp, host: "::1", port: 514, facility: 16))
     }
 
@@ -113,6 +117,11 @@ import Testing
             #"{"organizations": {\#(org): {"cloud": "aws", "sandboxes": {"../p": "id"}}}}"#,
             "organizations.a@AdobeOrg.sandboxes.../p"
         ),
+        (
+            #"{"shutdown": {"readinessDelaySeconds": -1}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "shutdown.readinessDelaySeconds"
+        ),
+        (#"{"shutdown": {"delay": 1}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "shutdown.delay"),
         (#"{"audit": {"file": ""}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "audit.file"),
         (#"{"audit": {"stdout": "yes"}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "audit.stdout"),
         (#"{"audit": {"sink": "x"}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "audit.sink"),

@@ -85,6 +85,11 @@ import UpstreamSimulators
 
             try await client.sendOffPool("POST", "/healthz").expectProblem(
                 status: 405, type: "/problems/method-not-allowed")
+
+            // Told to stop, the instance turns new traffic away at /readyz while it still serves.
+            demo.gateway.beginShutdown()
+            try await client.sendOffPool("GET", "/readyz").expectProblem(status: 503, type: "/problems/not-ready")
+            #expect(try await client.sendOffPool("GET", "/healthz").status == 200)
         }
     }
 

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Synchronization
 
 /// The unified system-jobs API: routes each call to the organization's cloud, speaks that cloud's dialect upstream,
 /// and answers in the canonical schema.
@@ -10,6 +11,8 @@ public final class Gateway: HTTPHandler {
     /// Every deletion passes it before it is forwarded.
     public let audit: AuditTrail
     public let metrics: GatewayMetrics
+    /// Set when the gateway has been told to stop: `/readyz` turns away new traffic before the listener closes.
+    private let stopping = Atomic(false)
 
     public init(
         configuration: GatewayConfiguration,
@@ -27,6 +30,13 @@ public final class Gateway: HTTPHandler {
             transport: transport, configuration: configuration,
             onCache: { hit in hit ? metrics.sandboxCacheHit() : metrics.sandboxCacheMiss() })
     }
+
+    /// Marks the instance not ready, so load balancers stop sending calls while those in flight finish.
+    public func beginShutdown() {
+        stopping.store(true, ordering: .relaxed)
+    }
+
+    var isStopping: Bool { stopping.load(ordering: .relaxed) }
 
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         metrics.requestStarted()

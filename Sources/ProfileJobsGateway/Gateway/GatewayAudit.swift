@@ -154,6 +154,7 @@ extension Gateway {
         case "/healthz":
             return .json(200, Array(#"{"status":"ok"}"#.utf8))
         case "/readyz":
+            guard !isStopping else { throw .notReady("it is shutting down") }
             guard audit.isWritable else { throw .notReady("its audit trail cannot be written") }
             return .json(200, Array(#"{"status":"ready"}"#.utf8))
         case "/metrics":

@@ -42,6 +42,9 @@ public struct GatewayConfiguration: Sendable, Equatable {
     /// Where deletion traffic is recorded; the file is always written, relative to the working directory unless
     /// absolute.
     public var audit = AuditConfiguration(filePath: "audit.jsonl")
+    /// Seconds between a stop signal and closing the listener, while `/readyz` already says not ready, so load
+    /// balancers stop sending calls before connections are refused.
+    public var shutdownReadinessDelaySeconds = 2.0
     public var organizations: [String: OrganizationRoute] = [:]
 
     public init(organizations: [OrganizationRoute] = []) {
@@ -68,7 +71,7 @@ extension GatewayConfiguration {
             throw ConfigurationError(key: "", problem: "the file is not valid JSON")
         }
         let root = try ConfigObject(document, path: "")
-        try root.allowOnly(["listen", "upstream", "sandboxLookup", "audit", "organizations"])
+        try root.allowOnly(["listen", "upstream", "sandboxLookup", "audit", "shutdown", "organizations"])
         var configuration = GatewayConfiguration()
 
         if let listen = try root.object("listen") {
@@ -109,6 +112,18 @@ extension GatewayConfiguration {
 
         if let audit = try root.object("audit") {
             configuration.audit = try parseAudit(audit)
+        }
+
+        if let shutdown = try root.object("shutdown") {
+            try shutdown.allowOnly(["readinessDelaySeconds"])
+            configuration.shutdownReadinessDelaySeconds =
+                try shutdown.number("readinessDelaySeconds").map { value throws(ConfigurationError) in
+                    guard (0...120).contains(value) else {
+                        throw ConfigurationError(
+                            key: shutdown.path("readinessDelaySeconds"), problem: "must be from 0 to 120 seconds")
+                    }
+                    return value
+                } ?? configuration.shutdownReadinessDelaySeconds
         }
 
         guard let organizations = try root.object("organizations"), !organizations.fields.isEmpty else {
