@@ -31,6 +31,13 @@ let package = Package(
             name: "profile-jobs-gateway",
             dependencies: ["ProfileJobsGateway", "UpstreamSimulators"]
         ),
+        /// libFuzzer's entry point over every reader of untrusted bytes; scripts/fuzz builds it with -DFUZZING, and
+        /// without that flag it is a stub, so the normal build needs no libFuzzer.
+        .executableTarget(
+            name: "GatewayFuzz",
+            dependencies: ["ProfileJobsGateway"],
+            path: "Fuzz/GatewayFuzz"
+        ),
         .testTarget(
             name: "ProfileJobsGatewayTests",
             dependencies: ["ProfileJobsGateway", "UpstreamSimulators"],

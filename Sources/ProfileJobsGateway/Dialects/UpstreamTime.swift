@@ -3,7 +3,8 @@ enum UpstreamTime {
     /// Azure's whole seconds since 1970 as `2019-05-28T06:36:44Z`.
     static func fromEpoch(_ seconds: Int) throws(MalformedUpstreamBody) -> String {
         let minutes = seconds.floorDivided(by: 60)
-        let second = seconds - minutes * 60
+        // From the remainder: `minutes * 60` overflows for the most negative epochs an upstream can send.
+        let second = (seconds % 60 + 60) % 60
         guard let stamp = CivilMinute(minutesSinceEpoch: minutes) else {
             throw MalformedUpstreamBody(reason: "epoch \(seconds) is outside the years 0000-9999")
         }
