@@ -12,9 +12,14 @@ public final class AWSSimulator: HTTPHandler {
         core = SimulatorCore(options: options)
     }
 
-    /// Every request received, in order, whether or not it was refused.
+    /// Every request received, in order, whether or not it was refused or faulted.
     public var receivedRequests: [HTTPRequest] {
         core.receivedRequests
+    }
+
+    /// Makes the platform struggle on demand: see `FaultSwitch`.
+    public var faults: FaultSwitch {
+        core.faults
     }
 
     /// Stores one finished dataset delete and one finished batch delete for the org's sandbox; returns their ids.
@@ -24,7 +29,9 @@ public final class AWSSimulator: HTTPHandler {
     }
 
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
-        core.record(request)
+        if let answer = await core.intercept(request) {
+            return answer
+        }
 
         do throws(PlatformError) {
             return try answer(request)

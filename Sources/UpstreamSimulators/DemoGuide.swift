@@ -34,6 +34,9 @@ public enum DemoGuide {
               curl -s \(root)/metrics | grep '^profile_jobs_gateway_http_requests_total'
             A batch delete on the record dataset \(SimulatorOptions.documentedRecordDataset) is refused by the platform.
             A bearer token starting with 'user-' is a user token: on AWS the sandbox id is then unavailable.
+            Make a simulated platform struggle (status, slow, malformed-json, empty-body, html-page; see the README):
+              curl -s -X POST -d '{"fault": "status", "status": 503, "times": 3}' http://\(host):\(azurePort)\(FaultSwitch.controlPath)
+              curl -s -X DELETE http://\(host):\(azurePort)\(FaultSwitch.controlPath)
             """
     }
 }

@@ -11,6 +11,7 @@ final class SimulatorCore: Sendable {
     }
 
     let options: SimulatorOptions
+    let faults = FaultSwitch()
     private let state = Mutex(State())
 
     init(options: SimulatorOptions) {
@@ -19,6 +20,19 @@ final class SimulatorCore: Sendable {
 
     var now: Double {
         options.clock()
+    }
+
+    // MARK: Faults
+
+    /// A control call's answer, or an injected fault's, before the platform's own; nil for the platform's answer.
+    /// Control calls stay out of the request log, every other call is recorded, faulted or not.
+    func intercept(_ request: HTTPRequest) async -> HTTPResponse? {
+        if let answer = faults.control(request) {
+            return answer
+        }
+        record(request)
+        guard let fault = faults.take(for: request) else { return nil }
+        return await fault.answer()
     }
 
     // MARK: Request log

@@ -87,7 +87,11 @@ import Testing
         }
         #expect(intent.event == .intent)
         #expect(intent.datasetId == "crash-dataset")
-        #expect(!upstream.receivedRequests.isEmpty, "the intent is written before forwarding, not instead")
+
+        // The intent is synced first and the call forwarded right after, so the platform may see it a moment later.
+        try await poll(for: 30, "the intent is written before forwarding, not instead") {
+            !upstream.receivedRequests.isEmpty
+        }
         first.signal(SIGKILL)
         #expect(try await first.child.exit(within: 30) == 128 + SIGKILL)
         _ = await pending.value

@@ -35,7 +35,7 @@ private func failure(
 @Suite(.timeLimit(.minutes(2)))
 struct CurlTransportTests {
     @Test func getSendsHeadersAndReturnsTheAnswer() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         defer { transport.shutdown() }
 
@@ -53,12 +53,13 @@ struct CurlTransportTests {
         #expect(echo.path == "/echo?limit=5")
         #expect(echo.header("x-api-key") == "key-1")
         #expect(echo.header("Accept") == "application/json")
-        #expect(echo.header("Accept-Encoding") == nil)
+        // Offered so that a compressing upstream is understood; libcurl decodes the answer itself.
+        #expect(echo.header("Accept-Encoding")?.contains("gzip") == true)
         #expect(echo.body == "")
     }
 
     @Test func postSendsTheBodyWithoutWaitingForContinue() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         defer { transport.shutdown() }
 
@@ -81,7 +82,7 @@ struct CurlTransportTests {
     }
 
     @Test func postWithoutBodySendsAnEmptyBody() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         defer { transport.shutdown() }
 
@@ -95,7 +96,7 @@ struct CurlTransportTests {
     }
 
     @Test func deleteUsesTheDeleteMethod() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         defer { transport.shutdown() }
 
@@ -110,7 +111,7 @@ struct CurlTransportTests {
 
     @Test(arguments: [400, 404, 500, 503])
     func errorStatusIsAnAnswerNotAFailure(status: Int) async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         defer { transport.shutdown() }
 
@@ -123,7 +124,7 @@ struct CurlTransportTests {
     }
 
     @Test func interimAnswerHeadersAreDropped() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         defer { transport.shutdown() }
 
@@ -137,7 +138,7 @@ struct CurlTransportTests {
     }
 
     @Test func headerValueWithALineBreakIsRefusedWithoutEchoingIt() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         defer { transport.shutdown() }
 
@@ -171,7 +172,7 @@ struct CurlTransportTests {
     }
 
     @Test func tlsHandshakeWithAPlainServerIsUnreachable() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         defer { transport.shutdown() }
 
@@ -192,7 +193,7 @@ struct CurlTransportTests {
     }
 
     @Test func stalledServerTimesOutWithinTheTotalTimeout() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         defer { transport.shutdown() }
 
@@ -212,7 +213,7 @@ struct CurlTransportTests {
     }
 
     @Test func connectionClosedMidBodyIsABrokenResponse() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         defer { transport.shutdown() }
 
@@ -225,8 +226,8 @@ struct CurlTransportTests {
         }
     }
 
-    @Test func bodyOverTheLimitIsABrokenResponse() async throws {
-        let server = try UpstreamTestServer()
+    @Test func bodyOverTheLimitIsUnreadable() async throws {
+        let server = try await UpstreamTestServer.start()
         var configuration = CurlTransport.Configuration()
         configuration.maxResponseBytes = 1024
         let transport = try CurlTransport(configuration: configuration)
@@ -238,15 +239,80 @@ struct CurlTransportTests {
 
         let oversized = UpstreamRequest(method: "GET", url: server.url("/large/100000"))
         let outcome = try await withDeadline(10) { await failure(of: oversized, on: transport) }
-        guard case .brokenResponse(let message) = try #require(outcome) else {
-            Issue.record("expected brokenResponse, got \(String(describing: outcome))")
+        guard case .unreadable(let message) = try #require(outcome) else {
+            Issue.record("expected unreadable, got \(String(describing: outcome))")
             return
         }
         #expect(message.contains("1024"))
     }
 
+    @Test(arguments: ["/gzip", "/deflate"])
+    func aCompressedAnswerIsDecoded(path: String) async throws {
+        let server = try await UpstreamTestServer.start()
+        let transport = try CurlTransport()
+        defer { transport.shutdown() }
+
+        let (plainURL, compressedURL) = (server.url("/job"), server.url(path))
+        let plain = try await withDeadline(10) {
+            try await transport.send(UpstreamRequest(method: "GET", url: plainURL))
+        }
+        let compressed = try await withDeadline(10) {
+            try await transport.send(UpstreamRequest(method: "GET", url: compressedURL))
+        }
+
+        #expect(compressed.status == 200)
+        #expect(compressed.headers["Content-Encoding"] != nil)
+        #expect(compressed.body == plain.body)
+        #expect(String(decoding: compressed.body, as: UTF8.self).contains(#""id": "job-1""#))
+    }
+
+    @Test func aCompressedBodyThatDoesNotDecodeIsUnreadable() async throws {
+        let server = try await UpstreamTestServer.start()
+        let transport = try CurlTransport()
+        defer { transport.shutdown() }
+
+        let request = UpstreamRequest(method: "GET", url: server.url("/corrupt-gzip"))
+        let outcome = try await withDeadline(10) { await failure(of: request, on: transport) }
+
+        guard case .unreadable(let message) = try #require(outcome) else {
+            Issue.record("expected unreadable, got \(String(describing: outcome))")
+            return
+        }
+        #expect(message.contains("compressed body could not be decoded"))
+    }
+
+    @Test(arguments: ["/reset", "/reset-mid-body"])
+    func aResetConnectionIsABrokenResponse(path: String) async throws {
+        let server = try await UpstreamTestServer.start()
+        let transport = try CurlTransport()
+        defer { transport.shutdown() }
+
+        let request = UpstreamRequest(method: "GET", url: server.url(path))
+        let outcome = try await withDeadline(10) { await failure(of: request, on: transport) }
+
+        guard case .brokenResponse = try #require(outcome) else {
+            Issue.record("expected brokenResponse, got \(String(describing: outcome))")
+            return
+        }
+    }
+
+    @Test func anAnswerThatStopsMidBodyTimesOutSayingHowFarItGot() async throws {
+        let server = try await UpstreamTestServer.start()
+        let transport = try CurlTransport()
+        defer { transport.shutdown() }
+
+        let request = UpstreamRequest(method: "GET", url: server.url("/stall-mid-body"), totalTimeout: 0.5)
+        let outcome = try await withDeadline(10) { await failure(of: request, on: transport) }
+
+        guard case .timedOut(let message) = try #require(outcome) else {
+            Issue.record("expected timedOut, got \(String(describing: outcome))")
+            return
+        }
+        #expect(message.contains("HTTP 200, 10 body bytes"), "\(message)")
+    }
+
     @Test func fiveHundredConcurrentCallsAllComplete() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         defer { transport.shutdown() }
         let url = server.url("/echo")
@@ -268,7 +334,7 @@ struct CurlTransportTests {
     }
 
     @Test func keepAliveConnectionsAreReused() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         defer { transport.shutdown() }
         let url = server.url("/status/200")
@@ -295,7 +361,7 @@ struct CurlTransportTests {
     }
 
     @Test func releasingTheTransportWithoutShutdownFreesIt() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let request = UpstreamRequest(method: "GET", url: server.url("/status/200"))
         weak var released: CurlTransport?
 
@@ -315,7 +381,7 @@ struct CurlTransportTests {
     }
 
     @Test func shutdownFailsCallsInFlight() async throws {
-        let server = try UpstreamTestServer()
+        let server = try await UpstreamTestServer.start()
         let transport = try CurlTransport()
         let observer = try CurlTransport()
         defer { observer.shutdown() }

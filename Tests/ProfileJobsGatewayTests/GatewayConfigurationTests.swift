@@ -13,13 +13,15 @@ import Testing
             """
             {
               "listen": {"host": "0.0.0.0", "port": 9090},
-              "upstream": {"connectTimeoutSeconds": 2, "timeoutSeconds": 12.5, "caBundle": "/etc/ssl/certs/ca-certificates.crt"},
+              "upstream": {"connectTimeoutSeconds": 2, "timeoutSeconds": 12.5, "caBundle": "/etc/ssl/certs/ca-certificates.crt",
+                           "retries": 1, "retryAfterCapSeconds": 2.5, "maxInFlight": 64,
+                           "circuitBreaker": {"failures": 3, "openSeconds": 12}},
               "sandboxLookup": {"cacheSeconds": 600, "failureCacheSeconds": 3},
               "organizations": {
                 "a@AdobeOrg": {"cloud": "azure"},
                 "b@AdobeOrg": {
                   "cloud": "aws", "baseURL": "http://127.0.0.1:9000/", "defaultSandbox": "dev",
-                  "sandboxes": {"dev": "id-dev", "prod": "id-prod"}
+                  "sandboxes": {"dev": "id-dev", "prod": "id-prod"}, "connectTimeoutSeconds": 0.5, "timeoutSeconds": 90
                 }
               }
             }
@@ -31,13 +33,48 @@ import Testing
         #expect(configuration.caBundlePath == "/etc/ssl/certs/ca-certificates.crt")
         #expect(configuration.sandboxCacheSeconds == 600)
         #expect(configuration.sandboxFailureCacheSeconds == 3)
+        var policy = UpstreamPolicy()
+        (policy.retries, policy.retryAfterCapSeconds, policy.maxInFlight) = (1, 2.5, 64)
+        (policy.circuitBreakerFailures, policy.circuitBreakerOpenSeconds) = (3, 12)
+        #expect(configuration.upstreamPolicy == policy)
         #expect(
             configuration.organizations == [
                 "a@AdobeOrg": OrganizationRoute(orgId: "a@AdobeOrg", cloud: .azure),
                 "b@AdobeOrg": OrganizationRoute(
                     orgId: "b@AdobeOrg", cloud: .aws, baseURL: "http://127.0.0.1:9000", defaultSandbox: "dev",
-                    sandboxes: ["dev": "id-dev", "prod": "id-prod"]),
+                    sandboxes: ["dev": "id-dev", "prod": "id-prod"], connectTimeoutSeconds: 0.5, timeoutSeconds: 90),
             ])
+    }
+
+    @Test func anOrganizationsOwnTimeoutsWinAndTheLongestSetTheDrainGrace() throws {
+        let configuration = try Self.parse(
+            """
+            {"upstream": {"connectTimeoutSeconds": 2, "timeoutSeconds": 20},
+             "organizations": {"a@AdobeOrg": {"cloud": "azure"},
+                               "b@AdobeOrg": {"cloud": "aws", "timeoutSeconds": 40},
+                               "c@AdobeOrg": {"cloud": "aws", "connectTimeoutSeconds": 0.25}}}
+            """)
+        let timeouts = { (orgId: String) in configuration.timeouts(for: configuration.organizations[orgId]!) }
+        #expect(timeouts("a@AdobeOrg") == (2, 20))
+        #expect(timeouts("b@AdobeOrg") == (2, 40))
+        #expect(timeouts("c@AdobeOrg") == (0.25, 20))
+        #expect(GatewayServer.drainGrace(configuration) == .seconds(43))
+    }
+
+    @Test func theExampleConfigurationIsValid() throws {
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("deploy/config.example.json")
+        let configuration = try GatewayConfiguration.parse(Array(try Data(contentsOf: example)))
+        #expect(configuration.upstreamPolicy == UpstreamPolicy())
+    }
+
+    @Test func theUpstreamPolicyHasSafeDefaults() throws {
+        let policy = try Self.parse(#"{"organizations": {"a@AdobeOrg": {"cloud": "aws"}}}"#).upstreamPolicy
+        #expect(policy.retries == 2)
+        #expect(policy.retryAfterCapSeconds == 5)
+        #expect(policy.circuitBreakerFailures == 5)
+        #expect(policy.circuitBreakerOpenSeconds == 30)
+        #expect(policy.maxInFlight == 256)
     }
 
     @Test func readsTheAuditSinks() throws {
@@ -153,6 +190,46 @@ import Testing
         ),
         (#"{"listen": {"host": "localhost"}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "listen.host"),
         (#"{"upstream": {"caBundle": ""}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "upstream.caBundle"),
+        (#"{"upstream": {"retries": 3}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "upstream.retries"),
+        (#"{"upstream": {"retries": -1}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "upstream.retries"),
+        (#"{"upstream": {"retries": 1.5}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "upstream.retries"),
+        (
+            #"{"upstream": {"retryAfterCapSeconds": 61}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "upstream.retryAfterCapSeconds"
+        ),
+        (
+            #"{"upstream": {"retryAfterCapSeconds": "5s"}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "upstream.retryAfterCapSeconds"
+        ),
+        (#"{"upstream": {"maxInFlight": 0}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "upstream.maxInFlight"),
+        (
+            #"{"upstream": {"maxInFlight": 1000000}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "upstream.maxInFlight"
+        ),
+        (
+            #"{"upstream": {"circuitBreaker": 5}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "upstream.circuitBreaker"
+        ),
+        (
+            #"{"upstream": {"circuitBreaker": {"failures": 0}}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "upstream.circuitBreaker.failures"
+        ),
+        (
+            #"{"upstream": {"circuitBreaker": {"openSeconds": 0}}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "upstream.circuitBreaker.openSeconds"
+        ),
+        (
+            #"{"upstream": {"circuitBreaker": {"halfOpen": 1}}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "upstream.circuitBreaker.halfOpen"
+        ),
+        (
+            #"{"organizations": {\#(org): {"cloud": "aws", "timeoutSeconds": 0}}}"#,
+            "organizations.a@AdobeOrg.timeoutSeconds"
+        ),
+        (
+            #"{"organizations": {\#(org): {"cloud": "aws", "connectTimeoutSeconds": "fast"}}}"#,
+            "organizations.a@AdobeOrg.connectTimeoutSeconds"
+        ),
         (#"{"organizations": []}"#, "organizations"),
         (#"{"organizations": {}}"#, "organizations"),
         (#"{"listen": {}}"#, "organizations"),

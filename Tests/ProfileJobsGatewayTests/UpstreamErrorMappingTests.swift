@@ -13,6 +13,7 @@ import UpstreamSimulators
     static func withScripted<T>(
         _ upstream: ScriptedUpstream,
         timeoutSeconds: Double? = nil,
+        configure: (inout GatewayConfiguration) -> Void = { _ in },
         _ body: (DemoEnvironment) async throws -> T
     ) async throws -> T {
         let server = HTTPServer(handler: upstream)
@@ -39,6 +40,7 @@ import UpstreamSimulators
                     if let timeoutSeconds {
                         configuration.upstreamTimeoutSeconds = timeoutSeconds
                     }
+                    configure(&configuration)
                 }, body)
         }
     }

@@ -5,7 +5,8 @@ import Synchronization
 /// and answers in the canonical schema.
 public final class Gateway: HTTPHandler {
     private let configuration: GatewayConfiguration
-    private let transport: any UpstreamTransport
+    /// Every upstream call, sandbox lookups included, passes its breaker, in-flight cap and retry rule.
+    public let upstream: UpstreamClient
     let logger: Logger
     public let sandboxes: SandboxResolver
     /// Every deletion passes it before it is forwarded.
@@ -22,12 +23,17 @@ public final class Gateway: HTTPHandler {
         logger: Logger
     ) {
         self.configuration = configuration
-        self.transport = transport
         self.audit = audit
         self.metrics = metrics
         self.logger = logger
+        let upstream = UpstreamClient(
+            transport: transport, policy: configuration.upstreamPolicy, metrics: metrics, logger: logger)
+        for route in configuration.organizations.values {
+            _ = upstream.upstreamGuard(for: route.baseURL)
+        }
+        self.upstream = upstream
         self.sandboxes = SandboxResolver(
-            transport: transport, configuration: configuration,
+            client: upstream, configuration: configuration,
             onCache: { hit in hit ? metrics.sandboxCacheHit() : metrics.sandboxCacheMiss() })
     }
 
@@ -258,7 +264,6 @@ public final class Gateway: HTTPHandler {
         }
 
         let body = call.route.cloud.dialect.writeCreateBody(deleteRequest)
-        try await recordIntent()
         let response = try await send(call, method: "POST", path: "", body: body)
         let job = call.complete(try readJob(response, call))
         CallContext.current?.update { $0.jobId = job.id }
@@ -284,7 +289,6 @@ public final class Gateway: HTTPHandler {
         }
         let call = try await prepareCall(request, requestId: requestId)
 
-        try await recordIntent()
         _ = try await send(call, method: "DELETE", path: "/" + id)
     }
 
@@ -526,6 +530,10 @@ public final class Gateway: HTTPHandler {
     }
 
     /// Sends to the organization's upstream; any non-2xx answer becomes the matching problem.
+    ///
+    /// Every call other than a GET is a deletion: its intent is recorded once the upstream's breaker and in-flight
+    /// cap have let it through and before it is sent, so a call refused there is recorded as refused, never as
+    /// forwarded. Only GETs are retried (`UpstreamClient.mayRetry`).
     private func send(
         _ call: UpstreamCall,
         method: String,
@@ -536,39 +544,59 @@ public final class Gateway: HTTPHandler {
         if body != nil {
             headers.add("Content-Type", "application/json")
         }
+        let timeouts = configuration.timeouts(for: call.route)
         let request = UpstreamRequest(
             method: method, url: call.route.baseURL + "/data/core/ups/system/jobs" + path, headers: headers, body: body,
-            connectTimeout: configuration.connectTimeoutSeconds, totalTimeout: configuration.upstreamTimeoutSeconds)
+            connectTimeout: timeouts.connect, totalTimeout: timeouts.total)
 
         let cloud = call.route.cloud
-        let started = ContinuousClock.now
-        let outcome: Result<UpstreamResponse, UpstreamFailure>
+        let response: UpstreamResponse
         do {
-            outcome = .success(try await transport.send(request))
+            response = try await upstream.send(
+                request, cloud: cloud,
+                beforeSending: { () async throws(GatewayError) in
+                    if method != "GET" {
+                        try await self.recordIntent()
+                    }
+                },
+                observe: { attempt in self.observe(attempt, cloud: cloud) })
         } catch {
-            outcome = .failure(error)
+            // Failed attempts were counted as they happened; a refusal before sending has no attempt.
+            if case .upstreamCircuitOpen = error {
+                metrics.upstreamError(cloud: cloud.rawValue, kind: "circuit_open")
+            } else if case .upstreamOverloaded = error {
+                metrics.upstreamError(cloud: cloud.rawValue, kind: "overloaded")
+            }
+            throw error
         }
-        let seconds = (ContinuousClock.now - started).seconds
-        metrics.upstreamCall(cloud: cloud.rawValue, seconds: seconds)
+
+        guard (200..<300).contains(response.status) else {
+            throw GatewayError(upstreamStatus: response, cloud: cloud)
+        }
+        return response
+    }
+
+    /// One attempt's duration, failure and answer, for the metrics and the call's facts.
+    private func observe(_ attempt: UpstreamClient.Attempt, cloud: Cloud) {
+        metrics.upstreamCall(cloud: cloud.rawValue, seconds: attempt.seconds)
         CallContext.current?.update { facts in
-            facts.upstreamSeconds += seconds
-            if case .success(let response) = outcome {
+            facts.upstreamSeconds += attempt.seconds
+            if case .success(let response) = attempt.result {
                 facts.upstreamStatus = response.status
                 facts.upstreamRequestId = response.headers["x-request-id"].map { String($0.prefix(128)) }
             }
         }
 
-        let error: GatewayError
-        switch outcome {
-        case .success(let response) where (200..<300).contains(response.status):
-            return response
-        case .success(let response):
-            error = GatewayError(upstreamStatus: response, cloud: cloud)
-        case .failure(let failure):
-            error = GatewayError(failure, cloud: cloud)
+        let kind: String? =
+            switch attempt.result {
+            case .failure(let failure): GatewayError(failure, cloud: cloud).upstreamErrorKind
+            case .success(let response) where (400..<500).contains(response.status): "status_4xx"
+            case .success(let response) where !(200..<300).contains(response.status): "status_5xx"
+            case .success: nil
+            }
+        if let kind {
+            metrics.upstreamError(cloud: cloud.rawValue, kind: kind)
         }
-        metrics.upstreamError(cloud: cloud.rawValue, kind: error.upstreamErrorKind ?? "other")
-        throw error
     }
 
     private func readJob(_ response: UpstreamResponse, _ call: UpstreamCall) throws(GatewayError) -> SystemJob {

@@ -78,7 +78,7 @@ extension Gateway {
             switch (failure, facts.intent) {
             case (nil, _): .succeeded
             case (_, nil): .refused
-            case (.upstreamRefused?, _): .rejected
+            case (.upstreamRefused?, _), (.upstreamRateLimited?, _): .rejected
             case (_, _?): .failed
             }
 

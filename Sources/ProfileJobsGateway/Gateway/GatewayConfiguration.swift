@@ -11,20 +11,43 @@ public struct OrganizationRoute: Sendable, Equatable {
     public var defaultSandbox: String
     /// Sandbox names to ids, consulted before the Sandbox Management API.
     public var sandboxes: [String: String]
+    /// This organization's own upstream timeouts; nil takes the gateway-wide `upstream` values.
+    public var connectTimeoutSeconds: Double?
+    public var timeoutSeconds: Double?
 
     public init(
         orgId: String,
         cloud: Cloud,
         baseURL: String = "https://platform.adobe.io",
         defaultSandbox: String = "prod",
-        sandboxes: [String: String] = [:]
+        sandboxes: [String: String] = [:],
+        connectTimeoutSeconds: Double? = nil,
+        timeoutSeconds: Double? = nil
     ) {
         self.orgId = orgId
         self.cloud = cloud
         self.baseURL = baseURL
         self.defaultSandbox = defaultSandbox
         self.sandboxes = sandboxes
+        self.connectTimeoutSeconds = connectTimeoutSeconds
+        self.timeoutSeconds = timeoutSeconds
     }
+}
+
+/// How the gateway keeps a failing or slow upstream from holding up callers, and callers from piling onto it.
+public struct UpstreamPolicy: Sendable, Equatable {
+    /// Extra attempts for a lookup (GET) that failed in a way worth repeating; creates and removals never get one.
+    public var retries = 2
+    /// The longest `Retry-After` the gateway waits out itself before retrying a lookup; a longer one goes to the
+    /// caller instead.
+    public var retryAfterCapSeconds = 5.0
+    /// Failures in a row that open an upstream's circuit, and how long it stays open before one probe is let through.
+    public var circuitBreakerFailures = 5
+    public var circuitBreakerOpenSeconds = 30.0
+    /// Calls in flight to one upstream at most; the next is refused at once rather than queued.
+    public var maxInFlight = 256
+
+    public init() {}
 }
 
 /// Everything `serve` needs; every field has a default except the organizations.
@@ -36,6 +59,8 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public var upstreamTimeoutSeconds = 30.0
     /// PEM bundle of trusted CAs for upstream TLS; nil uses the system store.
     public var caBundlePath: String?
+    /// Retries, circuit breaker and in-flight cap, applied to each upstream (scheme, host and port) separately.
+    public var upstreamPolicy = UpstreamPolicy()
     /// How long a sandbox id from the Sandbox Management API is reused, and how long a failed lookup is remembered.
     public var sandboxCacheSeconds = 3600.0
     public var sandboxFailureCacheSeconds = 10.0
@@ -50,6 +75,19 @@ public struct GatewayConfiguration: Sendable, Equatable {
     public init(organizations: [OrganizationRoute] = []) {
         for route in organizations {
             self.organizations[route.orgId] = route
+        }
+    }
+
+    /// The organization's connect and total timeouts: its own when configured, else the gateway-wide ones.
+    public func timeouts(for route: OrganizationRoute) -> (connect: Double, total: Double) {
+        (route.connectTimeoutSeconds ?? connectTimeoutSeconds, route.timeoutSeconds ?? upstreamTimeoutSeconds)
+    }
+
+    /// The longest connect and total timeouts any organization's calls may take.
+    public var longestTimeouts: (connect: Double, total: Double) {
+        organizations.values.reduce((connectTimeoutSeconds, upstreamTimeoutSeconds)) { longest, route in
+            let own = timeouts(for: route)
+            return (max(longest.0, own.connect), max(longest.1, own.total))
         }
     }
 }
@@ -91,15 +129,20 @@ extension GatewayConfiguration {
         }
 
         if let upstream = try root.object("upstream") {
-            try upstream.allowOnly(["connectTimeoutSeconds", "timeoutSeconds", "caBundle"])
+            try upstream.allowOnly([
+                "connectTimeoutSeconds", "timeoutSeconds", "caBundle", "retries", "retryAfterCapSeconds",
+                "circuitBreaker", "maxInFlight",
+            ])
             configuration.connectTimeoutSeconds =
-                try upstream.seconds("connectTimeoutSeconds", in: 0.01...600) ?? configuration.connectTimeoutSeconds
+                try upstream.seconds("connectTimeoutSeconds", in: connectTimeouts)
+                ?? configuration.connectTimeoutSeconds
             configuration.upstreamTimeoutSeconds =
-                try upstream.seconds("timeoutSeconds", in: 0.01...3600) ?? configuration.upstreamTimeoutSeconds
+                try upstream.seconds("timeoutSeconds", in: totalTimeouts) ?? configuration.upstreamTimeoutSeconds
             configuration.caBundlePath = try upstream.string("caBundle")
             if let path = configuration.caBundlePath, access(path, R_OK) != 0 {
                 throw ConfigurationError(key: upstream.path("caBundle"), problem: "'\(path)' is not a readable file")
             }
+            configuration.upstreamPolicy = try parsePolicy(upstream)
         }
 
         if let lookup = try root.object("sandboxLookup") {
@@ -142,10 +185,33 @@ extension GatewayConfiguration {
         return configuration
     }
 
+    /// Retries at most 2: a third repeat would hold a caller for long while the platform is struggling.
+    private static func parsePolicy(_ upstream: ConfigObject) throws(ConfigurationError) -> UpstreamPolicy {
+        var policy = UpstreamPolicy()
+        policy.retries = try upstream.integer("retries", in: 0...2) ?? policy.retries
+        policy.retryAfterCapSeconds =
+            try upstream.seconds("retryAfterCapSeconds", in: 0...60) ?? policy.retryAfterCapSeconds
+        policy.maxInFlight = try upstream.integer("maxInFlight", in: 1...100_000) ?? policy.maxInFlight
+
+        if let breaker = try upstream.object("circuitBreaker") {
+            try breaker.allowOnly(["failures", "openSeconds"])
+            policy.circuitBreakerFailures =
+                try breaker.integer("failures", in: 1...10_000) ?? policy.circuitBreakerFailures
+            policy.circuitBreakerOpenSeconds =
+                try breaker.seconds("openSeconds", in: 0.1...3600) ?? policy.circuitBreakerOpenSeconds
+        }
+        return policy
+    }
+
+    private static let connectTimeouts = 0.01...600.0
+    private static let totalTimeouts = 0.01...3600.0
+
     private static func parseRoute(_ orgId: String, _ object: ConfigObject) throws(ConfigurationError)
         -> OrganizationRoute
     {
-        try object.allowOnly(["cloud", "baseURL", "defaultSandbox", "sandboxes"])
+        try object.allowOnly([
+            "cloud", "baseURL", "defaultSandbox", "sandboxes", "connectTimeoutSeconds", "timeoutSeconds",
+        ])
         guard let cloudName = try object.string("cloud") else {
             throw ConfigurationError(key: object.path("cloud"), problem: "missing; say \"azure\" or \"aws\"")
         }
@@ -166,6 +232,8 @@ extension GatewayConfiguration {
             }
             route.baseURL = trimmed
         }
+        route.connectTimeoutSeconds = try object.seconds("connectTimeoutSeconds", in: connectTimeouts)
+        route.timeoutSeconds = try object.seconds("timeoutSeconds", in: totalTimeouts)
         route.defaultSandbox = try object.string("defaultSandbox") ?? route.defaultSandbox
         guard GatewayLimits.isWellFormedId(route.defaultSandbox) else {
             throw ConfigurationError(key: object.path("defaultSandbox"), problem: sandboxNameRule)

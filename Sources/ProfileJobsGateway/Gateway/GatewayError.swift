@@ -15,11 +15,20 @@ public enum GatewayError: Error, Sendable, Equatable {
     case upstreamRefused(cloud: Cloud, UpstreamErrorDetail)
     /// The Sandbox Management API refused to say which id a sandbox name has.
     case sandboxLookupRefused(cloud: Cloud, sandbox: String, UpstreamErrorDetail)
+    /// The platform's rate limit (429): a refusal like any 4xx, with its `Retry-After` in seconds passed on.
+    case upstreamRateLimited(cloud: Cloud, UpstreamErrorDetail, retryAfter: Int?)
     case upstreamFailed(cloud: Cloud, UpstreamErrorDetail)
-    case upstreamUnavailable(cloud: Cloud, UpstreamErrorDetail, retryAfter: String?)
+    case upstreamUnavailable(cloud: Cloud, UpstreamErrorDetail, retryAfter: Int?)
+    /// No connection could be made, so nothing reached the platform.
     case upstreamUnreachable(cloud: Cloud, reason: String)
+    /// The connection broke after the request went out: the platform may have acted on it.
+    case upstreamConnectionLost(cloud: Cloud, reason: String)
     case upstreamTimedOut(cloud: Cloud, reason: String)
     case upstreamMalformed(cloud: Cloud, reason: String)
+    /// The upstream failed repeatedly, so the gateway stopped calling it for a while; nothing was sent.
+    case upstreamCircuitOpen(cloud: Cloud, retryAfter: Int)
+    /// The gateway's cap on calls in flight to the upstream was reached; nothing was sent.
+    case upstreamOverloaded(cloud: Cloud, limit: Int)
     case bodyTooLarge(String)
     case shuttingDown
     /// The gateway stopped while it was still working on the call.
@@ -151,6 +160,15 @@ extension GatewayError {
                 type: "/problems/upstream-refused", title: "The \(cloud.displayName) platform refused the request",
                 status: detail.status, detail: said + advice, upstream: detail)
 
+        case .upstreamRateLimited(let cloud, let detail, let retryAfter):
+            return Problem(
+                type: "/problems/upstream-refused", title: "The \(cloud.displayName) platform refused the request",
+                status: detail.status,
+                detail: "The \(cloud.displayName) platform answered HTTP \(detail.status)" + Self.quoted(detail.message)
+                    + ": it is limiting the rate of calls. Slow down and retry after "
+                    + (retryAfter.map { "\($0) seconds" } ?? "a while") + ".",
+                upstream: detail, headers: retryAfter.map { [("Retry-After", String($0))] } ?? [])
+
         case .upstreamFailed(let cloud, let detail):
             return Problem(
                 type: "/problems/upstream-error", title: "The \(cloud.displayName) platform failed", status: 502,
@@ -164,15 +182,23 @@ extension GatewayError {
                 status: 503,
                 detail: "The \(cloud.displayName) platform answered 503" + Self.quoted(detail.message)
                     + ". Retry after \(retryAfter.map { "\($0) seconds" } ?? "a while").",
-                upstream: detail, headers: retryAfter.map { [("Retry-After", $0)] } ?? [])
+                upstream: detail, headers: retryAfter.map { [("Retry-After", String($0))] } ?? [])
 
         case .upstreamUnreachable(let cloud, let reason):
             return Problem(
                 type: "/problems/upstream-unreachable", title: "The \(cloud.displayName) platform cannot be reached",
                 status: 502,
-                detail: "The gateway could not reach the \(cloud.displayName) platform (\(reason)). A lookup can be "
-                    + "retried later; before retrying a create or a removal, list the jobs to see whether it was "
-                    + "carried out. If it persists, the gateway's upstream configuration or network needs attention.")
+                detail: "The gateway could not connect to the \(cloud.displayName) platform (\(reason)), so nothing "
+                    + "was sent to it. Retry later; if it persists, the gateway's upstream configuration or network "
+                    + "needs attention.")
+
+        case .upstreamConnectionLost(let cloud, let reason):
+            return Problem(
+                type: "/problems/upstream-connection-lost",
+                title: "The connection to the \(cloud.displayName) platform broke", status: 502,
+                detail: "The connection to the \(cloud.displayName) platform broke before its answer was complete "
+                    + "(\(reason)). The platform may have received the call: a lookup can be retried; before "
+                    + "retrying a create or a removal, list the jobs to see whether it was carried out.")
 
         case .upstreamTimedOut(let cloud, let reason):
             return Problem(
@@ -188,6 +214,25 @@ extension GatewayError {
                 detail: "The \(cloud.displayName) platform answered with a body the gateway cannot read (\(reason)). "
                     + "A create or a removal it answered this way may have been carried out: list the jobs before "
                     + "retrying one. If it persists, report it with this request id.")
+
+        case .upstreamCircuitOpen(let cloud, let retryAfter):
+            return Problem(
+                type: "/problems/upstream-circuit-open",
+                title: "The gateway has stopped calling the \(cloud.displayName) platform for now", status: 503,
+                detail: "Calls to the \(cloud.displayName) platform kept failing (errors, timeouts or broken "
+                    + "connections), so the gateway stops sending it calls for a while and nothing was sent. Retry "
+                    + "after \(retryAfter) seconds; if it persists, the platform or the gateway's route to it needs "
+                    + "attention.",
+                headers: [("Retry-After", String(retryAfter))])
+
+        case .upstreamOverloaded(let cloud, let limit):
+            return Problem(
+                type: "/problems/upstream-overloaded",
+                title: "Too many calls to the \(cloud.displayName) platform are in progress", status: 503,
+                detail: "The gateway already has \(limit) calls in progress to the \(cloud.displayName) platform, "
+                    + "its limit, so nothing was sent. Retry after 1 second; if it persists, the platform is slow or "
+                    + "the gateway's upstream.maxInFlight is too low for the traffic.",
+                headers: [("Retry-After", "1")])
 
         case .bodyTooLarge(let detail):
             return Problem(
@@ -227,9 +272,12 @@ extension GatewayError {
         case .upstreamTimedOut: "timeout"
         case .upstreamUnreachable(_, let reason) where reason.lowercased().contains("tls"): "tls"
         case .upstreamUnreachable: "unreachable"
+        case .upstreamConnectionLost: "connection_lost"
         case .upstreamFailed, .upstreamUnavailable: "status_5xx"
-        case .upstreamRefused, .sandboxLookupRefused: "status_4xx"
+        case .upstreamRefused, .sandboxLookupRefused, .upstreamRateLimited: "status_4xx"
         case .upstreamMalformed: "malformed"
+        case .upstreamCircuitOpen: "circuit_open"
+        case .upstreamOverloaded: "overloaded"
         default: nil
         }
     }
@@ -263,8 +311,6 @@ extension GatewayError {
         case 422:
             return said + "The platform will not run this delete request as asked (it may already exist, or a batch "
                 + "of a record dataset cannot be deleted): read the upstream message and change the request."
-        case 429:
-            return said + "Too many requests: slow down and retry later."
         default:
             return said + "Correct the request as the message says."
         }

@@ -3,7 +3,8 @@ public enum GatewayServer {
     /// How long a stopping gateway lets calls in flight finish: at least 10 s, and long enough for an upstream call
     /// to run to its timeout, since a deletion cut off midway leaves its caller unsure whether it happened.
     public static func drainGrace(_ configuration: GatewayConfiguration) -> Duration {
-        .seconds(max(10, (configuration.connectTimeoutSeconds + configuration.upstreamTimeoutSeconds + 1).rounded(.up)))
+        let longest = configuration.longestTimeouts
+        return .seconds(max(10, (longest.connect + longest.total + 1).rounded(.up)))
     }
 
     public static func make(configuration: GatewayConfiguration, gateway: Gateway) -> HTTPServer {

@@ -1,3 +1,5 @@
+import FoundationEssentials
+
 /// Finds the id of an AWS organization's sandbox from its name: the configured map first, then the Sandbox
 /// Management API, whose answers are cached and whose concurrent lookups of one sandbox share a single call.
 ///
@@ -44,11 +46,10 @@ public actor SandboxResolver {
         var outcome: Result<String, GatewayError>
     }
 
-    private let transport: any UpstreamTransport
+    private let client: UpstreamClient
+    private let configuration: GatewayConfiguration
     private let successSeconds: Double
     private let failureSeconds: Double
-    private let connectTimeout: Double
-    private let totalTimeout: Double
     private let clock: @Sendable () -> Double
     /// Told of every cache hit (true) and every lookup the cache could not spare (false), for the metrics.
     private let onCache: @Sendable (Bool) -> Void
@@ -57,17 +58,18 @@ public actor SandboxResolver {
     private var inFlight: [CallerKey: Task<Result<String, GatewayError>, Never>] = [:]
     public private(set) var statistics = Statistics()
 
+    /// - Parameter client: the gateway's own, so that lookups share each upstream's breaker and in-flight cap with
+    ///   the jobs calls.
     public init(
-        transport: any UpstreamTransport,
+        client: UpstreamClient,
         configuration: GatewayConfiguration,
         clock: @escaping @Sendable () -> Double = { ContinuousClock.now.secondsSinceStart },
         onCache: @escaping @Sendable (Bool) -> Void = { _ in }
     ) {
-        self.transport = transport
+        self.client = client
+        self.configuration = configuration
         self.successSeconds = configuration.sandboxCacheSeconds
         self.failureSeconds = configuration.sandboxFailureCacheSeconds
-        self.connectTimeout = configuration.connectTimeoutSeconds
-        self.totalTimeout = configuration.upstreamTimeoutSeconds
         self.clock = clock
         self.onCache = onCache
     }
@@ -104,9 +106,9 @@ public actor SandboxResolver {
         } else {
             statistics.lookups += 1
             onCache(false)
-            let transport = self.transport
+            let client = self.client
             let request = lookupRequest(name, route: route, caller: caller)
-            lookup = Task { await Self.lookUp(name, route: route, request: request, transport: transport) }
+            lookup = Task { await Self.lookUp(name, route: route, request: request, client: client) }
             inFlight[callerKey] = lookup
         }
 
@@ -119,12 +121,15 @@ public actor SandboxResolver {
     }
 
     /// Ids for long and for everyone; failures briefly and only for the same credentials, except refused
-    /// credentials, which are not remembered at all (the caller will come back with a fresh token).
+    /// credentials, which are not remembered at all (the caller will come back with a fresh token), and the
+    /// gateway's own refusals to call a failing or busy upstream, which say nothing about the sandbox.
     private func remember(_ outcome: Result<String, GatewayError>, for key: CallerKey) {
         switch outcome {
         case .success:
             found[key.sandbox] = Entry(expires: clock() + successSeconds, outcome: outcome)
         case .failure(.sandboxLookupRefused(_, _, let detail)) where detail.status == 401 || detail.status == 403:
+            failed[key] = nil
+        case .failure(.upstreamCircuitOpen), .failure(.upstreamOverloaded):
             failed[key] = nil
         case .failure:
             failed[key] = Entry(expires: clock() + failureSeconds, outcome: outcome)
@@ -138,23 +143,24 @@ public actor SandboxResolver {
     private func lookupRequest(_ name: String, route: OrganizationRoute, caller: Caller) -> UpstreamRequest {
         var headers = caller.headers
         headers.set("Accept", "application/json")
+        let timeouts = configuration.timeouts(for: route)
         return UpstreamRequest(
             method: "GET",
             url: route.baseURL + "/data/foundation/sandbox-management/sandboxes/" + percentEncode(name),
-            headers: headers, connectTimeout: connectTimeout, totalTimeout: totalTimeout)
+            headers: headers, connectTimeout: timeouts.connect, totalTimeout: timeouts.total)
     }
 
     private static func lookUp(
         _ name: String,
         route: OrganizationRoute,
         request: UpstreamRequest,
-        transport: any UpstreamTransport
+        client: UpstreamClient
     ) async -> Result<String, GatewayError> {
         let response: UpstreamResponse
         do {
-            response = try await transport.send(request)
+            response = try await client.send(request, cloud: route.cloud)
         } catch {
-            return .failure(GatewayError(error, cloud: route.cloud))
+            return .failure(error)
         }
 
         guard (200..<300).contains(response.status) else {
@@ -192,18 +198,23 @@ extension GatewayError {
         switch failure {
         case .unreachable(let reason): self = .upstreamUnreachable(cloud: cloud, reason: reason)
         case .timedOut(let reason): self = .upstreamTimedOut(cloud: cloud, reason: reason)
-        case .brokenResponse(let reason): self = .upstreamUnreachable(cloud: cloud, reason: reason)
+        case .brokenResponse(let reason): self = .upstreamConnectionLost(cloud: cloud, reason: reason)
+        case .unreadable(let reason): self = .upstreamMalformed(cloud: cloud, reason: reason)
         }
     }
 
-    /// A non-2xx upstream answer: 4xx keep their status, 503 passes with its Retry-After, other 5xx become 502.
-    init(upstreamStatus response: UpstreamResponse, cloud: Cloud) {
+    /// A non-2xx upstream answer: 4xx keep their status, 429 and 503 pass on their Retry-After (in seconds), other
+    /// 5xx become 502.
+    init(upstreamStatus response: UpstreamResponse, cloud: Cloud, now: Double = Date().timeIntervalSince1970) {
         let detail = UpstreamErrorReader.read(status: response.status, headers: response.headers, body: response.body)
+        let retryAfter = RetryAfter.seconds(response.headers["Retry-After"], now: now)
         switch response.status {
+        case 429:
+            self = .upstreamRateLimited(cloud: cloud, detail, retryAfter: retryAfter)
         case 400..<500:
             self = .upstreamRefused(cloud: cloud, detail)
         case 503:
-            self = .upstreamUnavailable(cloud: cloud, detail, retryAfter: response.headers["Retry-After"])
+            self = .upstreamUnavailable(cloud: cloud, detail, retryAfter: retryAfter)
         default:
             self = .upstreamFailed(cloud: cloud, detail)
         }

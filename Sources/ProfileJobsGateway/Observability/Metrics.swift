@@ -22,6 +22,9 @@ public final class GatewayMetrics: Sendable {
     private let requestsInFlight: GaugeFamily
     private let upstreamDuration: HistogramFamily
     private let upstreamErrors: CounterFamily
+    private let upstreamRetries: CounterFamily
+    private let upstreamCircuitState: GaugeFamily
+    private let upstreamInFlight: GaugeFamily
     private let sandboxCacheHits: CounterFamily
     private let sandboxCacheMisses: CounterFamily
     private let auditRecordsWritten: CounterFamily
@@ -52,6 +55,18 @@ public final class GatewayMetrics: Sendable {
             prefix + "upstream_errors_total",
             help: "Calls to the platform that failed, by cloud and kind of failure.",
             labels: ["cloud", "kind"])
+        upstreamRetries = registry.counter(
+            prefix + "upstream_retries_total",
+            help: "Lookups sent to the platform again after a failed attempt, by cloud.",
+            labels: ["cloud"])
+        upstreamCircuitState = registry.gauge(
+            prefix + "upstream_circuit_state",
+            help: "Each upstream's circuit breaker: 0 closed, 1 open (calls fail fast), 2 half-open (one probe).",
+            labels: ["upstream"])
+        upstreamInFlight = registry.gauge(
+            prefix + "upstream_in_flight",
+            help: "Calls in flight to each upstream, sandbox lookups included.",
+            labels: ["upstream"])
 
         sandboxCacheHits = registry.counter(
             prefix + "sandbox_cache_hits_total",
@@ -71,6 +86,9 @@ public final class GatewayMetrics: Sendable {
         // The file's series exist from the start, so an alert on failures sees 0 rather than no data.
         auditRecordsWritten.increment(labels: ["file"], by: 0)
         auditWriteFailures.increment(labels: ["file"], by: 0)
+        for cloud in ["azure", "aws"] {
+            upstreamRetries.increment(labels: [cloud], by: 0)
+        }
 
         // Constant 1, so a query can join any metric with the version that produced it.
         registry.gauge(
@@ -103,10 +121,27 @@ public final class GatewayMetrics: Sendable {
         upstreamDuration.observe(seconds, labels: [Self.cloud(cloud)])
     }
 
-    /// An upstream call that failed: kind is one of "timeout", "unreachable", "tls", "status_5xx", "status_4xx",
-    /// "malformed", "other".
+    /// An upstream call that failed: kind is one of "timeout", "unreachable", "tls", "connection_lost",
+    /// "status_5xx", "status_4xx", "malformed", "circuit_open", "overloaded", "other".
     public func upstreamError(cloud: String, kind: String) {
         upstreamErrors.increment(labels: [Self.cloud(cloud), Self.errorKind(kind)])
+    }
+
+    /// A lookup is about to be sent again.
+    public func upstreamRetry(cloud: String) {
+        upstreamRetries.increment(labels: [Self.cloud(cloud)])
+    }
+
+    /// An upstream's breaker state and calls in flight; `upstream` is an origin from the configuration.
+    public func upstreamGuardChanged(upstream: String, circuit: UpstreamGuard.Circuit, inFlight: Int) {
+        let state: Double =
+            switch circuit {
+            case .closed: 0
+            case .open: 1
+            case .halfOpen: 2
+            }
+        upstreamCircuitState.set(state, labels: [upstream])
+        upstreamInFlight.set(Double(inFlight), labels: [upstream])
     }
 
     public func sandboxCacheHit() {
@@ -165,6 +200,9 @@ public final class GatewayMetrics: Sendable {
         case "timeout": "timeout"
         case "unreachable": "unreachable"
         case "tls": "tls"
+        case "connection_lost": "connection_lost"
+        case "circuit_open": "circuit_open"
+        case "overloaded": "overloaded"
         case "status_5xx": "status_5xx"
         case "status_4xx": "status_4xx"
         case "malformed": "malformed"

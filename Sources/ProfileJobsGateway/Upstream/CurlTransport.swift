@@ -16,7 +16,7 @@ public final class CurlTransport: UpstreamTransport {
         public var maxIdleConnections: Int = 256
         /// PEM bundle of trusted CAs for upstream TLS; nil uses the system store. Verification is always on.
         public var caBundlePath: String? = nil
-        /// Largest upstream body accepted; a larger one is a brokenResponse failure.
+        /// Largest upstream body accepted, counted after decompression; a larger one is an unreadable failure.
         public var maxResponseBytes: Int = 8 << 20
 
         public init() {}
@@ -326,6 +326,10 @@ private final class Transfer: @unchecked Sendable {
         try easy.set(CURLOPT_CONNECTTIMEOUT_MS, milliseconds(request.connectTimeout))
         try easy.set(CURLOPT_TIMEOUT_MS, milliseconds(request.totalTimeout))
 
+        // An empty list offers every encoding this libcurl decodes and decodes the answer, so an upstream that
+        // compresses (asked or not) still gives readable JSON; the size limit applies to the decoded bytes.
+        try easy.set(CURLOPT_ACCEPT_ENCODING, "")
+
         try configureMethodAndBody(easy)
         try configureHeaders(easy)
 
@@ -451,6 +455,12 @@ private final class Transfer: @unchecked Sendable {
         switch code {
         case CURLE_OPERATION_TIMEDOUT:
             let requestSent = ((try? easy.info(CURLINFO_REQUEST_SIZE)) ?? 0) > 0
+            let status = (try? easy.info(CURLINFO_RESPONSE_CODE)) ?? 0
+            if status > 0 {
+                return .timedOut(
+                    "the upstream began its answer (HTTP \(status), \(body.count) body bytes) and then stopped "
+                        + "sending (\(detail))")
+            }
             return requestSent
                 ? .timedOut("timed out waiting for the upstream's answer (\(detail))")
                 : .timedOut("timed out connecting to the upstream (\(detail))")
@@ -460,7 +470,9 @@ private final class Transfer: @unchecked Sendable {
             CURLE_URL_MALFORMAT:
             return .unreachable("could not reach the upstream (\(detail))")
         case CURLE_WRITE_ERROR where bodyTooLarge:
-            return .brokenResponse("the upstream's answer is larger than \(maxResponseBytes) bytes")
+            return .unreadable("the upstream's answer is larger than \(maxResponseBytes) bytes")
+        case CURLE_BAD_CONTENT_ENCODING:
+            return .unreadable("the upstream's compressed body could not be decoded (\(detail))")
         default:
             return .brokenResponse("the upstream's answer broke off (\(detail))")
         }

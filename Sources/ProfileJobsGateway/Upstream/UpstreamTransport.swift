@@ -45,8 +45,10 @@ public enum UpstreamFailure: Error, Sendable, Equatable {
     case unreachable(String)
     /// The connect or total timeout passed.
     case timedOut(String)
-    /// The connection broke or the answer was not valid HTTP.
+    /// The connection broke or the answer was not valid HTTP: the request may have reached the upstream.
     case brokenResponse(String)
+    /// The answer arrived but cannot be used: a compressed body that does not decode, or one over the size limit.
+    case unreadable(String)
 }
 
 /// Sends upstream calls; the gateway depends on this, libcurl provides it.

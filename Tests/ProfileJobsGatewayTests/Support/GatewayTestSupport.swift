@@ -222,10 +222,15 @@ final class ScriptedUpstream: HTTPHandler {
         var stall = false
     }
 
-    private let state = Mutex((script: Script(), received: [HTTPRequest]()))
+    private let state = Mutex((script: Script(), next: [Script](), received: [HTTPRequest]()))
 
     func answer(_ script: Script) {
-        state.withLock { $0.script = script }
+        state.withLock { ($0.script, $0.next) = (script, []) }
+    }
+
+    /// Answers the next calls with `scripts` in turn, then keeps answering with the last one.
+    func answerInTurn(_ scripts: [Script]) {
+        state.withLock { ($0.script, $0.next) = (scripts[0], Array(scripts.dropFirst())) }
     }
 
     func release() {
@@ -237,11 +242,19 @@ final class ScriptedUpstream: HTTPHandler {
     }
 
     func handle(_ request: HTTPRequest) async -> HTTPResponse {
-        state.withLock { $0.received.append(request) }
-        while state.withLock({ $0.script.stall }) {
-            try? await Task.sleep(for: .milliseconds(20))
+        var script = state.withLock { state in
+            state.received.append(request)
+            defer {
+                if !state.next.isEmpty {
+                    state.script = state.next.removeFirst()
+                }
+            }
+            return state.script
         }
-        let script = state.withLock { $0.script }
+        while script.stall {
+            try? await Task.sleep(for: .milliseconds(20))
+            script.stall = state.withLock { $0.script.stall }
+        }
         return HTTPResponse(status: script.status, headers: HTTPHeaders(script.headers), body: script.body)
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 /// The Python upstream in `upstream_test_server.py`, started for one test on a free loopback port.
-final class UpstreamTestServer {
+final class UpstreamTestServer: Sendable {
     struct StartupFailed: Error, CustomStringConvertible {
         var description: String
     }
@@ -11,7 +11,13 @@ final class UpstreamTestServer {
     /// Its stdin: closing it tells the script to exit, even if this process dies without running `deinit`.
     private let child: ChildProcess
 
-    init() throws {
+    /// Starts the script off Swift's cooperative pool: waiting for Python to start would hold one of its few
+    /// threads, and with it the gateway handlers of every test running at the same time.
+    static func start() async throws -> UpstreamTestServer {
+        try await offPool { try UpstreamTestServer() }
+    }
+
+    private init() throws {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("upstream_test_server.py")
         child = try ChildProcess("python3", [script.path], stdin: .pipe, stdout: .pipe, stderr: .null)
