@@ -16,14 +16,16 @@ typedef void *(*pjg_uri_log_callback)(void *cls, const char *uri, struct MHD_Con
 static inline struct MHD_Daemon *pjg_mhd_start(unsigned int flags, const struct sockaddr *address,
                                                MHD_AccessHandlerCallback handler,
                                                MHD_RequestCompletedCallback completed,
-                                               pjg_uri_log_callback uri_log, void *cls,
+                                               pjg_uri_log_callback uri_log,
+                                               MHD_NotifyConnectionCallback notify_connection, void *cls,
                                                unsigned int connection_limit, unsigned int connection_timeout,
                                                size_t connection_memory_limit, unsigned int thread_pool_size,
                                                unsigned int listen_backlog) {
-    struct MHD_OptionItem options[10];
+    struct MHD_OptionItem options[12];
     int n = 0;
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, cls};
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_log, cls};
+    options[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)notify_connection, cls};
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)address};
     if (connection_limit > 0)
         options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT, connection_limit, NULL};
@@ -50,6 +52,12 @@ static inline void pjg_mhd_client_address(struct MHD_Connection *connection, cha
     } else if (sa->sa_family == AF_INET6) {
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)size);
     }
+}
+
+/* The connection's socket, or -1 when unknown. */
+static inline int pjg_mhd_connection_fd(struct MHD_Connection *connection) {
+    const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return info == NULL ? -1 : info->connect_fd;
 }
 
 /* The port the daemon listens on (useful after binding port 0). */

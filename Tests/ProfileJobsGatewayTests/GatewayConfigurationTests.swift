@@ -68,6 +68,22 @@ import Testing
         #expect(configuration.upstreamPolicy == UpstreamPolicy())
     }
 
+    @Test func readsTheClientLimits() throws {
+        let configuration = try Self.parse(
+            """
+            {"listen": {"maxConnections": 100, "idleTimeoutSeconds": 5, "requestTimeoutSeconds": 2.5,
+                        "maxHeaderBytes": 8192},
+             "organizations": {"a@AdobeOrg": {"cloud": "aws"}}}
+            """)
+        var expected = ClientLimits()
+        expected.maxConnections = 100
+        expected.idleTimeoutSeconds = 5
+        expected.requestTimeoutSeconds = 2.5
+        expected.maxHeaderBytes = 8192
+        #expect(configuration.clientLimits == expected)
+        #expect(try Self.parse(#"{"organizations": {"a@AdobeOrg": {"cloud": "aws"}}}"#).clientLimits == ClientLimits())
+    }
+
     @Test func theUpstreamPolicyHasSafeDefaults() throws {
         let policy = try Self.parse(#"{"organizations": {"a@AdobeOrg": {"cloud": "aws"}}}"#).upstreamPolicy
         #expect(policy.retries == 2)
@@ -134,6 +150,19 @@ import Testing
         (#"{"listen": {"port": 0}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "listen.port"),
         (#"{"listen": {"port": 80.5}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "listen.port"),
         (#"{"listen": {"address": "x"}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "listen.address"),
+        (#"{"listen": {"maxConnections": 0}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "listen.maxConnections"),
+        (
+            #"{"listen": {"requestTimeoutSeconds": 0}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "listen.requestTimeoutSeconds"
+        ),
+        (
+            #"{"listen": {"idleTimeoutSeconds": 2.5}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "listen.idleTimeoutSeconds"
+        ),
+        (
+            #"{"listen": {"maxHeaderBytes": 100}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "listen.maxHeaderBytes"
+        ),
         (
             #"{"upstream": {"timeoutSeconds": 0}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
             "upstream.timeoutSeconds"

@@ -94,8 +94,8 @@ extension Gateway {
         }
     }
 
-    /// A deletion the HTTP server refused before the gateway saw it (body too large, or stopping): never forwarded,
-    /// recorded as refused.
+    /// A deletion the HTTP server refused before the gateway saw it (a request over the limits, a connection over
+    /// the cap, or stopping): never forwarded, recorded as refused.
     func recordServerRefusal(_ exchange: HTTPExchange) {
         let request = HTTPRequest(
             method: exchange.method, path: exchange.path, headers: exchange.requestHeaders,
@@ -106,7 +106,14 @@ extension Gateway {
             requestId: exchange.response.headers["x-request-id"] ?? Self.requestId(from: request.headers),
             trace: TraceContext(request.headers), deletion: deletion)
         let status = exchange.response.status
-        let refusal: GatewayError = status == 413 ? .bodyTooLarge("") : .shuttingDown
+        let refusal: GatewayError =
+            switch exchange.refusal {
+            case .bodyTooLarge(let detail)?: .bodyTooLarge(detail)
+            case .targetTooLong(let limit)?: .targetTooLong(limit: limit)
+            case .headersTooLarge(let limit)?: .headersTooLarge(limit: limit)
+            case .tooManyConnections(let limit)?: .tooManyConnections(limit: limit)
+            case .shuttingDown?, .interrupted?, nil: .shuttingDown
+            }
         Task { await self.recordOutcome(context, status: status, failure: refusal, seconds: exchange.seconds) }
     }
 

@@ -50,10 +50,26 @@ public struct UpstreamPolicy: Sendable, Equatable {
     public init() {}
 }
 
+/// How much each client may hold of the listening side, so that slow, idle or oversized clients cannot crowd out
+/// the others.
+public struct ClientLimits: Sendable, Equatable {
+    /// Open connections served at once; a request on one beyond them is answered 503 and its connection closed.
+    public var maxConnections = 4096
+    /// Seconds a connection may stay silent.
+    public var idleTimeoutSeconds = 30
+    /// Seconds a client has to deliver a whole request, from its connection's start or its previous answer.
+    public var requestTimeoutSeconds = 30.0
+    /// Sum of header names and values accepted in one request.
+    public var maxHeaderBytes = 16 * 1024
+
+    public init() {}
+}
+
 /// Everything `serve` needs; every field has a default except the organizations.
 public struct GatewayConfiguration: Sendable, Equatable {
     public var host = "127.0.0.1"
     public var port: UInt16 = 8080
+    public var clientLimits = ClientLimits()
     /// Seconds to establish an upstream connection, and for a whole upstream call.
     public var connectTimeoutSeconds = 5.0
     public var upstreamTimeoutSeconds = 30.0
@@ -113,7 +129,9 @@ extension GatewayConfiguration {
         var configuration = GatewayConfiguration()
 
         if let listen = try root.object("listen") {
-            try listen.allowOnly(["host", "port"])
+            try listen.allowOnly([
+                "host", "port", "maxConnections", "idleTimeoutSeconds", "requestTimeoutSeconds", "maxHeaderBytes",
+            ])
             configuration.host = try listen.string("host") ?? configuration.host
             var probe = in6_addr()
             guard
@@ -126,6 +144,14 @@ extension GatewayConfiguration {
             if let port = try listen.integer("port", in: 1...65535) {
                 configuration.port = UInt16(port)
             }
+            var limits = configuration.clientLimits
+            limits.maxConnections = try listen.integer("maxConnections", in: 1...100_000) ?? limits.maxConnections
+            limits.idleTimeoutSeconds =
+                try listen.integer("idleTimeoutSeconds", in: 1...3600) ?? limits.idleTimeoutSeconds
+            limits.requestTimeoutSeconds =
+                try listen.seconds("requestTimeoutSeconds", in: 0.1...3600) ?? limits.requestTimeoutSeconds
+            limits.maxHeaderBytes = try listen.integer("maxHeaderBytes", in: 1024...65536) ?? limits.maxHeaderBytes
+            configuration.clientLimits = limits
         }
 
         if let upstream = try root.object("upstream") {

@@ -30,6 +30,10 @@ public enum GatewayError: Error, Sendable, Equatable {
     /// The gateway's cap on calls in flight to the upstream was reached; nothing was sent.
     case upstreamOverloaded(cloud: Cloud, limit: Int)
     case bodyTooLarge(String)
+    case targetTooLong(limit: Int)
+    case headersTooLarge(limit: Int)
+    /// The gateway's cap on open connections was reached; this connection is closed after the answer.
+    case tooManyConnections(limit: Int)
     case shuttingDown
     /// The gateway stopped while it was still working on the call.
     case interruptedByShutdown
@@ -237,6 +241,28 @@ extension GatewayError {
         case .bodyTooLarge(let detail):
             return Problem(
                 type: "/problems/body-too-large", title: "The request body is too large", status: 413, detail: detail)
+
+        case .targetTooLong(let limit):
+            return Problem(
+                type: "/problems/uri-too-long", title: "The request target is too long", status: 414,
+                detail: "The path and query add up to more than \(limit) bytes. Job ids are at most 128 characters; "
+                    + "send fewer or shorter query parameters.")
+
+        case .headersTooLarge(let limit):
+            return Problem(
+                type: "/problems/headers-too-large", title: "The request headers are too large", status: 431,
+                detail: "The request headers add up to more than \(limit) bytes. Send only the headers the gateway "
+                    + "reads (Authorization, x-api-key, x-gw-ims-org-id, the sandbox, Content-Type, Accept, a request "
+                    + "id and trace context), with shorter values.")
+
+        case .tooManyConnections(let limit):
+            return Problem(
+                type: "/problems/too-many-connections", title: "The gateway has too many connections open",
+                status: 503,
+                detail: "This gateway instance already serves \(limit) connections, its limit, so this one is closed "
+                    + "and nothing was sent. Retry in a moment and keep one connection open for several calls "
+                    + "rather than opening one per call.",
+                headers: [("Retry-After", "1")])
 
         case .shuttingDown:
             return Problem(

@@ -1,4 +1,5 @@
-/// The gateway's listening side: an HTTP server whose own refusals (413, 503 at shutdown) are problems too.
+/// The gateway's listening side: an HTTP server whose own refusals (413, 414, 431, 503 over the connection cap or at
+/// shutdown) are problems too.
 public enum GatewayServer {
     /// How long a stopping gateway lets calls in flight finish: at least 10 s, and long enough for an upstream call
     /// to run to its timeout, since a deletion cut off midway leaves its caller unsure whether it happened.
@@ -12,12 +13,21 @@ public enum GatewayServer {
         server.host = configuration.host
         server.port = configuration.port
         server.maxBodyBytes = 64 * 1024
+        server.connectionLimit = configuration.clientLimits.maxConnections
+        server.connectionTimeoutSeconds = configuration.clientLimits.idleTimeoutSeconds
+        server.requestTimeoutSeconds = configuration.clientLimits.requestTimeoutSeconds
+        server.maxHeaderBytes = configuration.clientLimits.maxHeaderBytes
+        // Room for the headers twice over: libmicrohttpd keeps the raw head and its parsed copy in the same pool.
+        server.connectionMemoryLimit = max(32 * 1024, 2 * configuration.clientLimits.maxHeaderBytes + 8 * 1024)
         return HTTPServer(
             configuration: server, handler: gateway,
             errorResponse: { refusal, headers in
                 let error: GatewayError =
                     switch refusal {
                     case .bodyTooLarge(let detail): .bodyTooLarge(detail)
+                    case .targetTooLong(let limit): .targetTooLong(limit: limit)
+                    case .headersTooLarge(let limit): .headersTooLarge(limit: limit)
+                    case .tooManyConnections(let limit): .tooManyConnections(limit: limit)
                     case .shuttingDown: .shuttingDown
                     case .interrupted: .interruptedByShutdown
                     }

@@ -1,4 +1,5 @@
 import CMicroHTTPD
+import Dispatch
 import Glibc
 import Synchronization
 
@@ -10,13 +11,24 @@ public struct HTTPServerConfiguration: Sendable {
     public var port: UInt16 = 0
     /// Threads that run the event loop; handlers run on Swift's concurrency pool, not on these.
     public var threads = 2
+    /// Open connections served at most; a request on a connection beyond them is answered 503 and the connection
+    /// closed. libmicrohttpd itself closes connections beyond a little more than this without answering.
     public var connectionLimit = 4096
-    /// Seconds an idle or slow connection may stay open.
+    /// Seconds a connection may stay open without sending or receiving a byte.
     public var connectionTimeoutSeconds = 30
+    /// Seconds a client has to deliver a whole request (line, headers and body) from the moment its connection
+    /// opened or its previous answer was sent; a slow one is disconnected, however steadily it trickles bytes.
+    /// Time spent handling the request does not count.
+    public var requestTimeoutSeconds = 30.0
     /// Bytes of header and read buffer per connection; the body is copied out of it as it arrives.
     public var connectionMemoryLimit = 32 * 1024
     /// Largest request body accepted; a larger one is answered 413 without reaching the handler.
     public var maxBodyBytes = 1 << 20
+    /// Largest request target (path and query); a longer one is answered 414.
+    public var maxTargetBytes = 4096
+    /// Largest sum of header names and values; more is answered 431. Keep it well below `connectionMemoryLimit`:
+    /// a head that does not fit there is refused by libmicrohttpd itself, with a plain page.
+    public var maxHeaderBytes = 16 * 1024
     public var listenBacklog = 1024
 
     public init() {}
@@ -36,11 +48,19 @@ public struct HTTPExchange: Sendable {
     public var remoteAddress: String
     /// Whether the handler was given the request; false when the server answered before it could.
     public var reachedHandler: Bool
+    /// Why the server answered by itself, when it did.
+    public var refusal: ServerRefusal?
 }
 
 /// An answer the server gives on its own, without the handler.
 public enum ServerRefusal: Sendable, Equatable {
     case bodyTooLarge(String)
+    /// The request target is longer than `maxTargetBytes`.
+    case targetTooLong(limit: Int)
+    /// The headers add up to more than `maxHeaderBytes`.
+    case headersTooLarge(limit: Int)
+    /// More connections are open than `connectionLimit`; this one is closed after the answer.
+    case tooManyConnections(limit: Int)
     /// Stopping: the request was not given to the handler.
     case shuttingDown
     /// Stopping: the handler was still working on the request when the grace period ended, so what it set in
@@ -50,13 +70,20 @@ public enum ServerRefusal: Sendable, Equatable {
     public var status: Int {
         switch self {
         case .bodyTooLarge: 413
-        case .shuttingDown, .interrupted: 503
+        case .targetTooLong: 414
+        case .headersTooLarge: 431
+        case .tooManyConnections, .shuttingDown, .interrupted: 503
         }
     }
 
     public var detail: String {
         switch self {
         case .bodyTooLarge(let detail): detail
+        case .targetTooLong(let limit): "The request target is longer than \(limit) bytes; shorten the path or query."
+        case .headersTooLarge(let limit):
+            "The request headers add up to more than \(limit) bytes; send fewer or shorter ones."
+        case .tooManyConnections(let limit):
+            "The server already has \(limit) connections open; retry in a moment, reusing one connection."
         case .shuttingDown: "The server is shutting down; retry the request."
         case .interrupted: "The server stopped before the request was answered; it may have been carried out."
         }
@@ -97,6 +124,12 @@ public final class HTTPServer: Sendable {
     /// The bound port, 0 before `start`.
     public var port: UInt16 { core.boundPort }
 
+    /// Connections open now, as the server counts them against `connectionLimit`.
+    public var openConnections: Int { core.watches.withLock { $0.count } }
+
+    /// Connections closed so far for not delivering a request within `requestTimeoutSeconds`.
+    public var slowClientsDisconnected: Int { core.slowClientsDisconnected.load(ordering: .relaxed) }
+
     /// Stops taking connections, lets requests already being handled finish for up to `grace`, answers the rest
     /// with 503, and stops the threads. New requests on open connections are answered 503 at once meanwhile.
     public func stop(grace: Duration = .zero) {
@@ -133,6 +166,8 @@ private final class RequestContext: @unchecked Sendable {
     var requestBytes = 0
     var reachedHandler = false
     var bodyTooLarge = false
+    /// Why the server answered by itself, when it did.
+    var refusal: ServerRefusal?
     var answer: HTTPResponse?
 
     init(target: String, connection: OpaquePointer) {
@@ -144,6 +179,13 @@ private final class RequestContext: @unchecked Sendable {
 /// Safe as `@unchecked Sendable`: `daemon` and `boundPort` are written once in `start` before any callback can run
 /// and cleared in `stop` after the daemon's threads are joined; everything else is immutable or behind a Mutex.
 private final class ServerCore: @unchecked Sendable {
+    /// One open connection, as the request-time watch sees it.
+    struct ConnectionWatch {
+        let socket: Int32
+        /// When the connection began waiting for its next request; nil while a handler has the request.
+        var readingSince: ContinuousClock.Instant?
+    }
+
     struct Suspended {
         /// No new request is handed to the handler once set.
         var draining = false
@@ -159,6 +201,11 @@ private final class ServerCore: @unchecked Sendable {
     let suspended = Mutex(Suspended())
     /// Requests between their request line and their completion callback.
     let liveRequests = Atomic(0)
+    /// Every open connection by the address of its libmicrohttpd handle, from its start notice to its close notice. The close
+    /// notice comes before the socket is closed, so a socket found here under the lock is still this connection's.
+    let watches = Mutex<[UInt: ConnectionWatch]>([:])
+    let slowClientsDisconnected = Atomic(0)
+    var watchdog: (any DispatchSourceTimer)?
     var daemon: OpaquePointer?
     var boundPort: UInt16 = 0
     /// The daemon's callbacks reach this object through an unretained pointer; this keeps it alive meanwhile.
@@ -187,8 +234,9 @@ private final class ServerCore: @unchecked Sendable {
         let started = withUnsafePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
                 pjg_mhd_start(
-                    flags, address, accessCallback, completedCallback, uriLogCallback, reference.toOpaque(),
-                    UInt32(configuration.connectionLimit), UInt32(configuration.connectionTimeoutSeconds),
+                    flags, address, accessCallback, completedCallback, uriLogCallback, connectionCallback,
+                    reference.toOpaque(), UInt32(Self.hardConnectionLimit(configuration.connectionLimit)),
+                    UInt32(configuration.connectionTimeoutSeconds),
                     configuration.connectionMemoryLimit, UInt32(configuration.threads),
                     UInt32(configuration.listenBacklog))
             }
@@ -203,7 +251,62 @@ private final class ServerCore: @unchecked Sendable {
         daemon = started
         selfReference = reference
         boundPort = pjg_mhd_bound_port(started)
+        startWatchdog()
         return boundPort
+    }
+
+    /// libmicrohttpd closes connections beyond its own limit without a word; a little room above ours lets the
+    /// server tell the clients in between why it turns them away.
+    static func hardConnectionLimit(_ limit: Int) -> Int {
+        limit + max(16, limit / 16)
+    }
+
+    /// Checks a few times a second for clients that have taken longer than `requestTimeoutSeconds` to deliver a
+    /// request, and shuts their sockets down; libmicrohttpd then sees the connection end and closes it. Its own
+    /// timeout restarts with every byte, so alone it lets a client trickle a request forever.
+    private func startWatchdog() {
+        let limit = Duration.seconds(configuration.requestTimeoutSeconds)
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "http-server.request-watch"))
+        let period = min(0.25, max(0.01, configuration.requestTimeoutSeconds / 4))
+        timer.schedule(deadline: .now() + period, repeating: period)
+        timer.setEventHandler { [self] in
+            let now = ContinuousClock.now
+            let cut = watches.withLock { watches in
+                var cut = 0
+                for (connection, watch) in watches {
+                    guard let since = watch.readingSince, now - since > limit else { continue }
+                    shutdown(watch.socket, Int32(SHUT_RDWR))
+                    watches[connection]?.readingSince = nil
+                    cut += 1
+                }
+                return cut
+            }
+            if cut > 0 {
+                slowClientsDisconnected.add(cut, ordering: .relaxed)
+            }
+        }
+        timer.resume()
+        watchdog = timer
+    }
+
+    func connectionStarted(_ connection: OpaquePointer) {
+        let socket = pjg_mhd_connection_fd(connection)
+        guard socket >= 0 else { return }
+        watches.withLock { $0[UInt(bitPattern: connection)] = ConnectionWatch(socket: socket, readingSince: .now) }
+    }
+
+    func connectionClosed(_ connection: OpaquePointer) {
+        _ = watches.withLock { $0.removeValue(forKey: UInt(bitPattern: connection)) }
+    }
+
+    /// The request is read: what happens next (the handler, or the server's own refusal) is not the client's time.
+    private func requestRead(_ connection: OpaquePointer) {
+        watches.withLock { $0[UInt(bitPattern: connection)]?.readingSince = nil }
+    }
+
+    /// An answer went out: the client's time for its next request on this connection starts now.
+    func requestCompleted(_ connection: OpaquePointer) {
+        watches.withLock { $0[UInt(bitPattern: connection)]?.readingSince = .now }
     }
 
     func stop(grace: Duration) {
@@ -222,6 +325,7 @@ private final class ServerCore: @unchecked Sendable {
         suspended.withLock { state in
             state.stopped = true
             for context in state.contexts.values {
+                context.refusal = .interrupted
                 context.answer = errorResponse(.interrupted, context.headers)
                 MHD_resume_connection(context.connection)
             }
@@ -229,6 +333,8 @@ private final class ServerCore: @unchecked Sendable {
         }
         waitForLiveRequests(upTo: .seconds(2))
 
+        watchdog?.cancel()
+        watchdog = nil
         MHD_stop_daemon(daemon)
         if listening >= 0 {
             close(listening)
@@ -288,11 +394,16 @@ private final class ServerCore: @unchecked Sendable {
             MHD_get_connection_values(
                 connection, .HEADER_KIND, headerCallback, Unmanaged.passUnretained(context).toOpaque())
             context.phase = .body
+            if let refusal = refusalOfHead(context) {
+                requestRead(connection)
+                return refuse(refusal, context)
+            }
             if let length = context.headers["Content-Length"].flatMap(Int.init), length > configuration.maxBodyBytes {
                 // Answering before the body arrives spares reading it, and a client that sent
                 // `Expect: 100-continue` never sends it.
                 context.bodyTooLarge = true
-                return queue(errorResponse(.bodyTooLarge(bodyTooLargeDetail), context.headers), for: context)
+                requestRead(connection)
+                return refuse(.bodyTooLarge(bodyTooLargeDetail), context)
             }
             return .YES
 
@@ -302,8 +413,9 @@ private final class ServerCore: @unchecked Sendable {
                 uploadSize.pointee = 0
                 return .YES
             }
+            requestRead(connection)
             if context.bodyTooLarge {
-                return queue(errorResponse(.bodyTooLarge(bodyTooLargeDetail), context.headers), for: context)
+                return refuse(.bodyTooLarge(bodyTooLargeDetail), context)
             }
             return dispatch(context)
 
@@ -316,6 +428,31 @@ private final class ServerCore: @unchecked Sendable {
             guard let answer else { return .YES }
             return queue(answer, for: context)
         }
+    }
+
+    /// A request line or headers beyond the limits, or a connection beyond the cap, is answered before anything
+    /// else is read.
+    private func refusalOfHead(_ context: RequestContext) -> ServerRefusal? {
+        if context.target.utf8.count > configuration.maxTargetBytes {
+            return .targetTooLong(limit: configuration.maxTargetBytes)
+        }
+        let headerBytes = context.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
+        if headerBytes > configuration.maxHeaderBytes {
+            return .headersTooLarge(limit: configuration.maxHeaderBytes)
+        }
+        if watches.withLock({ $0.count }) > configuration.connectionLimit {
+            return .tooManyConnections(limit: configuration.connectionLimit)
+        }
+        return nil
+    }
+
+    private func refuse(_ refusal: ServerRefusal, _ context: RequestContext) -> MHD_Result {
+        context.refusal = refusal
+        var response = errorResponse(refusal, context.headers)
+        if case .tooManyConnections = refusal {
+            response.headers.set("Connection", "close")
+        }
+        return queue(response, for: context)
     }
 
     private var bodyTooLargeDetail: String {
@@ -352,8 +489,7 @@ private final class ServerCore: @unchecked Sendable {
             return true
         }
         guard accepted else {
-            return queue(
-                errorResponse(.shuttingDown, context.headers), for: context)
+            return refuse(.shuttingDown, context)
         }
 
         let handler = self.handler
@@ -385,7 +521,8 @@ private final class ServerCore: @unchecked Sendable {
                 HTTPExchange(
                     method: context.method, path: path, requestHeaders: context.headers, response: response,
                     seconds: (ContinuousClock.now - context.started).seconds, requestBytes: context.requestBytes,
-                    remoteAddress: Self.clientAddress(context.connection), reachedHandler: context.reachedHandler))
+                    remoteAddress: Self.clientAddress(context.connection), reachedHandler: context.reachedHandler,
+                    refusal: context.refusal))
         }
         let connection = context.connection
         let created = response.body.withUnsafeBytes { bytes in
@@ -411,12 +548,27 @@ private let uriLogCallback: pjg_uri_log_callback = { server, uri, connection in
     return Unmanaged.passRetained(context).toOpaque()
 }
 
-private let completedCallback: MHD_RequestCompletedCallback = { server, _, contextSlot, _ in
+private let completedCallback: MHD_RequestCompletedCallback = { server, connection, contextSlot, _ in
     guard let server, let contextSlot, let raw = contextSlot.pointee else { return }
     // Unmanaged: `ServerCore.start` retained the server for the daemon's lifetime.
-    Unmanaged<ServerCore>.fromOpaque(server).takeUnretainedValue().liveRequests.subtract(1, ordering: .releasing)
+    let core = Unmanaged<ServerCore>.fromOpaque(server).takeUnretainedValue()
+    core.liveRequests.subtract(1, ordering: .releasing)
+    if let connection {
+        core.requestCompleted(connection)
+    }
     Unmanaged<RequestContext>.fromOpaque(raw).release()
     contextSlot.pointee = nil
+}
+
+private let connectionCallback: MHD_NotifyConnectionCallback = { server, connection, _, event in
+    guard let server, let connection else { return }
+    // Unmanaged: `ServerCore.start` retained the server for the daemon's lifetime.
+    let core = Unmanaged<ServerCore>.fromOpaque(server).takeUnretainedValue()
+    if event == .CONNECTION_NOTIFY_STARTED {
+        core.connectionStarted(connection)
+    } else {
+        core.connectionClosed(connection)
+    }
 }
 
 private let accessCallback: MHD_AccessHandlerCallback = {

@@ -1,0 +1,207 @@
+import Foundation
+import Glibc
+import ProfileJobsGateway
+import Synchronization
+import Testing
+
+/// A handler that answers 200 after an optional pause.
+private final class PausingHandler: HTTPHandler {
+    let pause: Duration
+
+    init(pause: Duration = .zero) {
+        self.pause = pause
+    }
+
+    func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        if pause > .zero {
+            try? await Task.sleep(for: pause)
+        }
+        return HTTPResponse(status: 200, body: Array("ok \(request.path)".utf8))
+    }
+}
+
+/// A client socket the test drives byte by byte, the way a slow or idle client would.
+private final class SlowClient: Sendable {
+    let fd: Int32
+
+    init(port: UInt16) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw RawHTTPClient.Failure(description: "socket() failed") }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard connected == 0 else {
+            close(fd)
+            throw RawHTTPClient.Failure(description: "connect() failed")
+        }
+    }
+
+    deinit {
+        close(fd)
+    }
+
+    /// Sends what it can; false once the server has shut the connection.
+    @discardableResult
+    func send(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
+    /// True when the server has ended the connection (end of file or reset); false while it is still open.
+    var isClosedByServer: Bool {
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, Int32(MSG_DONTWAIT | MSG_PEEK))
+        if n == 0 { return true }
+        return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK
+    }
+}
+
+@Suite("Client limits: slow, idle, oversized and too many clients")
+struct ClientLimitsTests {
+    private func server(
+        pause: Duration = .zero,
+        _ configure: (inout HTTPServerConfiguration) -> Void
+    ) throws -> HTTPServer {
+        var configuration = HTTPServerConfiguration()
+        configure(&configuration)
+        let server = HTTPServer(configuration: configuration, handler: PausingHandler(pause: pause))
+        try server.start()
+        return server
+    }
+
+    /// libmicrohttpd's own timeout restarts with every byte; the request deadline does not, so a slowloris client
+    /// trickling header lines is cut off while other clients are served.
+    @Test func aClientTricklingItsRequestIsDisconnected() async throws {
+        let server = try server {
+            $0.requestTimeoutSeconds = 1
+            $0.connectionTimeoutSeconds = 120
+        }
+        defer { server.stop() }
+
+        let slow = try SlowClient(port: server.port)
+        #expect(slow.send("GET /slow HTTP/1.1\r\nHost: test\r\n"))
+        try await poll(for: 30, "the trickling client is disconnected") {
+            slow.send("X-Pad: 1\r\n")
+            return slow.isClosedByServer
+        }
+        #expect(server.slowClientsDisconnected >= 1)
+
+        let answer = try await RawHTTPClient(port: server.port).sendOffPool("GET", "/other")
+        #expect(answer.status == 200)
+    }
+
+    @Test func aClientThatSendsNothingIsDisconnected() async throws {
+        let server = try server {
+            $0.requestTimeoutSeconds = 1
+            $0.connectionTimeoutSeconds = 120
+        }
+        defer { server.stop() }
+
+        let silent = try SlowClient(port: server.port)
+        try await poll(for: 30, "the silent client is disconnected") { silent.isClosedByServer }
+        #expect(server.slowClientsDisconnected >= 1)
+    }
+
+    /// The deadline covers reading the request only: a handler that takes longer than it is not cut off.
+    @Test func timeInTheHandlerIsNotTheClientsTime() async throws {
+        let server = try server(pause: .seconds(3)) { $0.requestTimeoutSeconds = 0.5 }
+        defer { server.stop() }
+
+        let answer = try await RawHTTPClient(port: server.port).sendOffPool("GET", "/patient")
+        #expect(answer.status == 200)
+        #expect(answer.text == "ok /patient")
+        #expect(server.slowClientsDisconnected == 0)
+    }
+
+    /// Beyond the cap a request gets an answer saying why, and its connection is closed; once a connection is
+    /// freed, requests are served again.
+    @Test func requestsBeyondTheConnectionCapAreAnswered503() async throws {
+        let server = try server { $0.connectionLimit = 3 }
+        defer { server.stop() }
+
+        var idle = try (0..<3).map { _ in try SlowClient(port: server.port) }
+        try await poll(for: 30, "the server sees three connections") { server.openConnections == 3 }
+
+        let refused = try await RawHTTPClient(port: server.port).sendOffPool("GET", "/one-too-many")
+        #expect(refused.status == 503)
+        #expect(refused.header("Connection")?.lowercased() == "close")
+        #expect(refused.text.contains("3 connections"))
+
+        idle.removeLast()
+        try await poll(for: 30, "the server sees the connection closed") { server.openConnections <= 2 }
+        let served = try await RawHTTPClient(port: server.port).sendOffPool("GET", "/room-again")
+        #expect(served.status == 200)
+        #expect(idle.count == 2)
+    }
+
+    @Test func aLongTargetIs414AndLargeHeadersAre431() async throws {
+        let server = try server {
+            $0.maxTargetBytes = 1000
+            $0.maxHeaderBytes = 4000
+        }
+        defer { server.stop() }
+        let client = RawHTTPClient(port: server.port)
+
+        #expect(try await client.sendOffPool("GET", "/" + String(repeating: "a", count: 990)).status == 200)
+        #expect(try await client.sendOffPool("GET", "/" + String(repeating: "a", count: 1000)).status == 414)
+
+        let fits = [("X-Pad", String(repeating: "p", count: 3000))]
+        #expect(try await client.sendOffPool("GET", "/fits", headers: fits).status == 200)
+        let tooMany = (0..<5).map { ("X-Pad-\($0)", String(repeating: "p", count: 1000)) }
+        #expect(try await client.sendOffPool("GET", "/too-many", headers: tooMany).status == 431)
+    }
+}
+
+/// The same limits as the gateway answers them: problems, and a refused deletion recorded as refused.
+@Suite("Client limits at the gateway")
+struct GatewayClientLimitsTests {
+    @Test func oversizedHeadersAndTargetsAreProblemsAndARefusedDeletionIsRecorded() async throws {
+        try await withDemo(configure: { $0.clientLimits.maxHeaderBytes = 4096 }) { demo in
+            let caller = GatewayCaller(demo, orgId: "azure-demo@AdobeOrg")
+            let padding = [("X-Pad", String(repeating: "p", count: 5000))]
+
+            let create = try await caller.create(#"{"datasetId": "ds-too-many-headers"}"#, headers: padding)
+            try create.expectProblem(status: 431, type: "/problems/headers-too-large")
+            #expect(create.header("x-request-id") != nil)
+
+            let long = try await caller.list("?datasetId=" + String(repeating: "d", count: 5000))
+            try long.expectProblem(status: 414, type: "/problems/uri-too-long")
+
+            // Nothing reached the platform, and the deletion attempt is in the trail as refused.
+            #expect(!demo.azure.receivedRequests.contains { $0.method == "POST" })
+            try await poll(for: 30, "the refused create is recorded") {
+                let records = (try? demo.auditRecords()) ?? []
+                return records.contains {
+                    $0.outcome == .refused && $0.status == 431 && $0.problemType == "/problems/headers-too-large"
+                }
+            }
+            let records = try demo.auditRecords()
+            #expect(!records.contains { $0.event == .intent })
+        }
+    }
+
+    @Test func theConnectionCapIsAProblemWithRetryAfter() async throws {
+        try await withDemo(configure: { $0.clientLimits.maxConnections = 2 }) { demo in
+            let held = try (0..<2).map { _ in try SlowClient(port: demo.gatewayPort) }
+
+            // Until the server has accepted both held connections, a call may still find room.
+            let caller = GatewayCaller(demo, orgId: "aws-demo@AdobeOrg")
+            let answers = Mutex<[RawHTTPClient.Response]>([])
+            try await poll(for: 30, "a call beyond the cap is refused") {
+                let answer = try await caller.list()
+                answers.withLock { $0.append(answer) }
+                return answer.status == 503
+            }
+            let refused = try #require(answers.withLock { $0.last })
+            try refused.expectProblem(status: 503, type: "/problems/too-many-connections")
+            #expect(refused.header("Retry-After") == "1")
+            #expect(held.count == 2)
+        }
+    }
+}
