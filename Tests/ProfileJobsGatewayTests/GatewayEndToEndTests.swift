@@ -202,7 +202,8 @@ import UpstreamSimulators
             let request = try #require(jobCalls(demo.azure.receivedRequests).last)
             #expect(request.headers["x-sandbox-name"] == "prod")
             #expect(request.headers["x-sandbox-id"] == nil)
-            Self.expectOnlyAllowListed(request, token: "svc-token", orgId: DemoEnvironment.azureOrg)
+            Self.expectOnlyAllowListed(
+                request, token: "svc-token", orgId: DemoEnvironment.azureOrg, host: "127.0.0.1:\(demo.azurePort)")
         }
     }
 
@@ -215,7 +216,8 @@ import UpstreamSimulators
             let request = try #require(jobCalls(demo.aws.receivedRequests).last)
             #expect(request.headers["x-sandbox-id"] == SimulatorOptions.prodSandboxId)
             #expect(request.headers["x-sandbox-name"] == nil)
-            Self.expectOnlyAllowListed(request, token: "svc-token", orgId: DemoEnvironment.awsOrg)
+            Self.expectOnlyAllowListed(
+                request, token: "svc-token", orgId: DemoEnvironment.awsOrg, host: "127.0.0.1:\(demo.awsPort)")
 
             let lookup = try #require(sandboxLookups(demo.aws.receivedRequests).first)
             #expect(lookup.headers["Cookie"] == nil)
@@ -248,14 +250,19 @@ import UpstreamSimulators
         }
     }
 
+    /// Headers a caller may send that must never reach the platform: its own secrets and cookies, proxy
+    /// information, and the hop-by-hop headers of RFC 9110 that belong to the caller's connection only.
     static let strayHeaders = [
         ("X-Secret-Internal", "1"), ("Cookie", "a=b"), ("X-Forwarded-For", "10.0.0.1"), ("Origin", "https://x.example"),
+        ("Forwarded", "for=192.0.2.60"), ("Proxy-Authorization", "Basic cHJveHk6c2VjcmV0"), ("Keep-Alive", "timeout=5"),
+        ("TE", "trailers"), ("Upgrade", "h2c"), ("Proxy-Connection", "keep-alive"), ("X-Api-Version", "2"),
     ]
 
     static func expectOnlyAllowListed(
         _ request: HTTPRequest,
         token: String,
         orgId: String,
+        host: String,
         sourceLocation: SourceLocation = #_sourceLocation
     ) {
         #expect(request.headers["Authorization"] == "Bearer \(token)", sourceLocation: sourceLocation)
@@ -265,6 +272,9 @@ import UpstreamSimulators
         for (name, _) in strayHeaders {
             #expect(request.headers[name] == nil, "\(name) reached the upstream", sourceLocation: sourceLocation)
         }
+        // The caller's connection options and Host are its own: the platform sees the gateway's.
+        #expect(request.headers["Connection"]?.lowercased() != "close", sourceLocation: sourceLocation)
+        #expect(request.headers["Host"] == host, sourceLocation: sourceLocation)
         let unexpected = request.headers.map { $0.name.lowercased() }.filter { !forwardable.contains($0) }
         #expect(unexpected.isEmpty, "headers beyond the allow-list: \(unexpected)", sourceLocation: sourceLocation)
     }

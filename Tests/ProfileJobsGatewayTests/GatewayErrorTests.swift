@@ -62,6 +62,35 @@ import UpstreamSimulators
         }
     }
 
+    /// Credentials are passed on verbatim, so a value that could confuse the platform's parser, or an oversized
+    /// one, is refused without being echoed back.
+    @Test func oddOrOversizedCredentialsAreRefusedWithoutEchoingThem() async throws {
+        try await withDemo { demo in
+            let cases: [(String, String)] = [
+                ("Authorization", "Bearer secret\u{01}token"),
+                ("Authorization", "Bearer " + String(repeating: "t", count: 9000)),
+                ("x-api-key", "secret\u{7F}key"), ("x-api-key", String(repeating: "k", count: 300)),
+            ]
+            for cloud in SimulatedCloud.allCases {
+                for (name, value) in cases {
+                    var caller = GatewayCaller(demo, orgId: cloud.orgId)
+                    if name == "Authorization" {
+                        caller.token = String(value.dropFirst("Bearer ".count))
+                    } else {
+                        caller.apiKey = value
+                    }
+                    let response = try await caller.create(#"{"datasetId": "odd-credential"}"#)
+                    let problem = try response.expectProblem(status: 400, type: "/problems/invalid-header")
+                    let detail = try #require(problem.string("detail"))
+                    #expect(detail.contains(name))
+                    #expect(!response.text.contains("secret") && !response.text.contains("tttt"))
+                    #expect(!response.text.contains("kkkk"))
+                }
+            }
+            #expect(demo.azure.receivedRequests.isEmpty && demo.aws.receivedRequests.isEmpty)
+        }
+    }
+
     @Test func aBadSandboxHeaderIsRefusedBeforeAnyUpstreamCall() async throws {
         try await withDemo { demo in
             for cloud in SimulatedCloud.allCases {

@@ -16,4 +16,4 @@ ensure_packages() {
 
 # What building and testing the gateway needs besides the Swift toolchain.
 GATEWAY_BUILD_PACKAGES=(pkg-config libmicrohttpd-dev libcurl4-openssl-dev ca-certificates python3 python3-venv curl
-    rsyslog prometheus)
+    rsyslog prometheus openssl)

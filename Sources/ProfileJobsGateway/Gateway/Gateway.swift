@@ -386,6 +386,13 @@ public final class Gateway: HTTPHandler {
         for name in ["Authorization", "x-api-key", "x-gw-ims-org-id"] where (request.headers[name] ?? "").isEmpty {
             throw .missingHeader(name)
         }
+        // The value is never echoed: it may be a credential.
+        for (name, limit) in GatewayLimits.forwardedHeaderLimits {
+            if let value = request.headers[name], !GatewayLimits.isForwardableHeaderValue(value, limit: limit) {
+                throw .invalidHeader(
+                    name: name, reason: "must be at most \(limit) bytes of visible ASCII characters, spaces or tabs")
+            }
+        }
         let orgId = request.headers["x-gw-ims-org-id"] ?? ""
         guard let route = configuration.organizations[orgId] else {
             throw .unknownOrganization(String(orgId.prefix(200)))

@@ -13,6 +13,16 @@ enum GatewayLimits {
     /// Jobs sharing the boundary's creation time that a cursor remembers (a cursor stays under 6.5 KB).
     static let boundaryIds = 600
 
+    /// Credential headers forwarded to the platform as they came, with the most bytes each may have. IMS access
+    /// tokens are a few kilobytes; an API key or an organization id is short.
+    static let forwardedHeaderLimits = [("Authorization", 8192), ("x-api-key", 256), ("x-gw-ims-org-id", 256)]
+
+    /// A value the gateway may pass on verbatim: visible ASCII, spaces and tabs, nothing that could end a header
+    /// line or confuse the platform's parser.
+    static func isForwardableHeaderValue(_ value: String, limit: Int) -> Bool {
+        value.utf8.count <= limit && value.utf8.allSatisfy { $0 == 0x09 || (0x20...0x7E).contains($0) }
+    }
+
     /// The one rule for ids and sandbox names a caller or the configuration may give: 1 to 128 letters, digits,
     /// `-` or `_`. Nothing else can reach an upstream URL or header.
     static func isWellFormedId(_ value: String) -> Bool {

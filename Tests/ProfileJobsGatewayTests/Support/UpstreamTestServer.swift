@@ -14,13 +14,19 @@ final class UpstreamTestServer: Sendable {
     /// Starts the script off Swift's cooperative pool: waiting for Python to start would hold one of its few
     /// threads, and with it the gateway handlers of every test running at the same time.
     static func start() async throws -> UpstreamTestServer {
-        try await offPool { try UpstreamTestServer() }
+        try await offPool { try UpstreamTestServer(tls: nil) }
     }
 
-    private init() throws {
+    /// The same server over HTTPS, presenting the certificate chain in `certificate` with its `key`.
+    static func startTLS(certificate: String, key: String) async throws -> UpstreamTestServer {
+        try await offPool { try UpstreamTestServer(tls: (certificate, key)) }
+    }
+
+    private init(tls: (certificate: String, key: String)?) throws {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("upstream_test_server.py")
-        child = try ChildProcess("python3", [script.path], stdin: .pipe, stdout: .pipe, stderr: .null)
+        let arguments = [script.path] + (tls.map { ["--tls", $0.certificate, $0.key] } ?? [])
+        child = try ChildProcess("python3", arguments, stdin: .pipe, stdout: .pipe, stderr: .null)
 
         // The script prints its port once it listens; end of file means it died first.
         var line: [UInt8] = []

@@ -23,6 +23,8 @@ http://127.0.0.1:<port>/reset gets the fault on every call (/reset/data/core/ups
   /slow/<ms>         waits <ms> milliseconds, then answers the Azure job
   /stats             answers {"connections": <distinct client connections so far>}
   /requests          answers {"<first segment>": <requests received>, ...}, itself not counted
+
+With `--tls CERT KEY` it serves the same routes over HTTPS.
 """
 
 import gzip
@@ -31,6 +33,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -187,6 +190,11 @@ def main():
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     threading.Thread(target=exit_when_stdin_closes, daemon=True).start()
     server = Server(("127.0.0.1", 0), Handler)
+    # `--tls CERT KEY` serves HTTPS with that certificate chain, for the certificate verification tests.
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(sys.argv[2], sys.argv[3])
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print(server.server_address[1], flush=True)
     server.serve_forever()
 
