@@ -12,6 +12,9 @@ let usage = """
           by default).
       profile-jobs-gateway serve --config FILE
           Runs the gateway against the upstreams the configuration file names.
+      profile-jobs-gateway simulate [--host ADDRESS] [--azure-port N] [--aws-port N] [--aws-list-shape array|paged]
+          Starts only the simulated Azure and AWS platforms (free ports unless given) and prints their addresses
+          as one JSON line, for soak and benchmark runs that put a gateway of their own in front.
     SIGHUP reopens the audit file (after logrotate moved it); SIGINT or SIGTERM stops, letting calls finish.
     """
 
@@ -131,6 +134,41 @@ func runDemo(_ arguments: [String]) {
     demo.stop(grace: grace)
 }
 
+func port(_ name: String, in arguments: [String]) -> UInt16 {
+    guard let text = option(name, in: arguments) else { return 0 }
+    guard let value = UInt16(text), value > 0 else { fail("\(name) must be a number from 1 to 65535") }
+    return value
+}
+
+func runSimulate(_ arguments: [String]) {
+    let signals = blockSignals()
+    let host = option("--host", in: arguments) ?? "127.0.0.1"
+    var awsOptions = SimulatorOptions()
+    if let text = option("--aws-list-shape", in: arguments) {
+        guard let shape = AWSListShape(rawValue: text) else { fail("--aws-list-shape must be array or paged") }
+        awsOptions.awsListShape = shape
+    }
+
+    let platforms: SimulatedPlatforms
+    do {
+        platforms = try SimulatedPlatforms(
+            host: host, azurePort: port("--azure-port", in: arguments), awsPort: port("--aws-port", in: arguments),
+            awsOptions: awsOptions)
+    } catch {
+        fail("The simulators could not start: \(error)")
+    }
+    say(
+        #"{"azure": "\#(platforms.azureURL)", "aws": "\#(platforms.awsURL)", "#
+            + #""organizations": {"azure": "\#(DemoEnvironment.azureOrg)", "aws": "\#(DemoEnvironment.awsOrg)"}}"#)
+
+    var waiting = signals
+    var received: Int32 = 0
+    repeat {
+        sigwait(&waiting, &received)
+    } while received == SIGHUP
+    platforms.stop()
+}
+
 func runServe(_ arguments: [String]) {
     let signals = blockSignals()
     guard let path = option("--config", in: arguments) else { fail("serve needs --config FILE\n\n\(usage)") }
@@ -189,6 +227,7 @@ let arguments = Array(CommandLine.arguments.dropFirst())
 switch arguments.first {
 case "demo": runDemo(Array(arguments.dropFirst()))
 case "serve": runServe(Array(arguments.dropFirst()))
+case "simulate": runSimulate(Array(arguments.dropFirst()))
 case "-h", "--help", "help": say(usage)
 default: fail(usage)
 }
