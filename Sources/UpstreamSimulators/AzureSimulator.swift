@@ -35,7 +35,10 @@ public final class AzureSimulator: HTTPHandler {
         }
 
         do throws(PlatformError) {
-            return try answer(request)
+            // Every answer of the platform carries a request id of its own, as support asks for it.
+            var response = try answer(request)
+            response.headers.set("x-request-id", UUID().uuidString.lowercased())
+            return response
         } catch {
             return error.response(at: core.now)
         }

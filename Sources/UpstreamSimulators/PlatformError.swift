@@ -32,10 +32,16 @@ enum PlatformError: Error, Sendable, Equatable {
     /// A list query value AWS refuses, in AWS's problem shape.
     case awsInvalidQuery(String)
 
-    /// The answer, with a fresh request id and the report stamped at `now`.
+    /// The answer, with a fresh request id (in the body where the shape has one, and as `x-request-id`) and the
+    /// report stamped at `now`.
     func response(at now: Double) -> HTTPResponse {
         let requestId = UUID().uuidString.lowercased()
+        var response = body(requestId: requestId, at: now)
+        response.headers.set("x-request-id", requestId)
+        return response
+    }
 
+    private func body(requestId: String, at now: Double) -> HTTPResponse {
         switch self {
         case .tokenMissing:
             return gateway(403, code: "403010", message: "Oauth token is missing.")

@@ -224,6 +224,11 @@ func runServe(_ arguments: [String]) {
 }
 
 let arguments = Array(CommandLine.arguments.dropFirst())
+// `demo --help` must not start a demo.
+if arguments.contains("--help") || arguments.contains("-h") {
+    say(usage)
+    exit(0)
+}
 switch arguments.first {
 case "demo": runDemo(Array(arguments.dropFirst()))
 case "serve": runServe(Array(arguments.dropFirst()))

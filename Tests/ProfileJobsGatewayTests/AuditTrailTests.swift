@@ -136,6 +136,8 @@ import Testing
         #expect(warning["orgId"] == .string("org-1@AdobeOrg"))
         #expect(warning["datasetId"] == .string("dataset-orphan"))
         #expect(warning["intentTime"] == .string(AuditSamples.times[0]))
+        // The torn line might have been the orphan's outcome, so the warning says it is there.
+        #expect(warning["unreadableLines"] == .number(1))
 
         // A record written now is a line of its own too.
         let next = AuditSamples.intent("next", at: AuditSamples.times[3])
@@ -429,6 +431,30 @@ enum AuditSamples {
         #expect(SyslogMessage.headerField("my gateway\u{7f}é", maxLength: 48) == "my_gateway__")
         #expect(SyslogMessage.headerField("", maxLength: 48) == "-")
         #expect(SyslogMessage.headerField(String(repeating: "a", count: 60), maxLength: 48).count == 48)
+    }
+
+    /// A copy of an intent says the deletion is about to be forwarded; one whose intent is not durable never is,
+    /// so only its outcome is shipped.
+    @Test func anIntentTheDiskRefusedIsNotShippedButItsOutcomeIs() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let receiver = try await SyslogReceiver.started(in: scratch.url.appendingPathComponent("rsyslog"))
+        defer { receiver.terminate() }
+        let path = scratch.path("trail.jsonl")
+        #expect(symlink("/dev/full", path) == 0)
+
+        let observer = AuditObserver()
+        let trail = try await observer.open(
+            path, syslog: SyslogConfiguration(transport: .tcp, host: "127.0.0.1", port: receiver.tcpPort))
+        let intent = AuditSamples.intent("not-durable", at: AuditSamples.times[0])
+        await #expect(throws: AuditWriteError.self) { try await trail.write(intent) }
+        let outcome = AuditSamples.outcome(intent, .refused, at: AuditSamples.times[1])
+        await #expect(throws: AuditWriteError.self) { try await trail.write(outcome) }
+        try await observer.close(trail)
+
+        _ = try await receiver.waitForMessages([String(decoding: outcome.json, as: UTF8.self)])
+        #expect(try await receiver.messages().allSatisfy { !$0.text.contains(#""event":"intent""#) })
+        try await receiver.stop()
     }
 
     @Test func recordsReachRsyslogOverTCP() async throws {

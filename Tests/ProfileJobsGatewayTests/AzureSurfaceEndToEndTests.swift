@@ -199,6 +199,8 @@ extension GatewayCaller {
             let response = try await caller.call("DELETE", azurePath + "/" + id)
             let problem = try response.expectProblem(status: 501, type: "/problems/operation-not-supported")
             #expect(problem.string("detail")?.contains(id) == true)
+            // It points the client at the job on the surface it speaks.
+            #expect(problem.string("detail")?.contains("GET \(azurePath)/\(id)") == true)
             #expect(!demo.aws.receivedRequests.contains { $0.method == "DELETE" })
         }
     }

@@ -161,6 +161,22 @@ import UpstreamSimulators
         }
     }
 
+    /// A DELETE of the collection is refused (405) and recorded, but names no job: `jobs` is not a job id.
+    @Test func aRemovalOfTheCollectionNamesNoJob() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            for path in ["/v1/system/jobs", "/data/core/ups/system/jobs"] {
+                let refused = try await caller.call("DELETE", path)
+                #expect(refused.status == 405)
+                let (intent, outcome) = try Self.records(demo, requestId: refused.header("x-request-id"))
+                #expect(intent == nil)
+                #expect(outcome?.action == .removeJob)
+                #expect(outcome?.outcome == .refused)
+                #expect(outcome != nil && outcome?.jobId == nil, "\(String(describing: outcome))")
+            }
+        }
+    }
+
     @Test func whoAskedIsReadFromTheTokenButTheTokenIsNeverKept() async throws {
         try await withDemo { demo in
             var caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)

@@ -193,6 +193,18 @@ import UpstreamSimulators
 
     // MARK: What reaches the upstream
 
+    /// Whitespace around a field value is not part of it (RFC 9110): a padded organization id is still routed.
+    @Test func whitespaceAroundHeaderValuesIsNotPartOfThem() async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: " \(DemoEnvironment.azureOrg) \t ")
+            let response = try await caller.list(headers: [("x-sandbox-name", "prod  ")])
+            #expect(response.status == 200, "\(response.text)")
+            let request = try #require(jobCalls(demo.azure.receivedRequests).last)
+            #expect(request.headers["x-gw-ims-org-id"] == DemoEnvironment.azureOrg)
+            #expect(request.headers["x-sandbox-name"] == "prod")
+        }
+    }
+
     @Test func azureGetsTheSandboxNameAndOnlyAllowListedHeaders() async throws {
         try await withDemo { demo in
             let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)

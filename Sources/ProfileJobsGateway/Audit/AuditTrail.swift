@@ -30,10 +30,16 @@ public final class AuditTrail: Sendable {
         }
 
         let file = try AuditFile(path: configuration.filePath)
+        let lines = file.contents().split(separator: 10)
+        let records = lines.compactMap { AuditRecord(json: $0) }
+
+        // A line cut short by a crash or a full disk may have been an outcome: each orphan's warning says how many
+        // there are, so the operator knows its outcome may have been written and lost.
+        let unreadable = lines.count - records.count
 
         // An intent without an outcome means the gateway stopped between forwarding and answering.
         var recovered: [AuditRecord] = []
-        for intent in AuditTrail.orphans(in: AuditTrail.records(in: file.contents())) {
+        for intent in AuditTrail.orphans(in: records) {
             var outcome = intent
             outcome.event = .outcome
             outcome.outcome = .unknown
@@ -48,7 +54,11 @@ public final class AuditTrail: Sendable {
                 throw error
             }
             onWrite("file", true)
-            logger.warning("audit intent without outcome", AuditTrail.orphanMetadata(intent))
+            var metadata = AuditTrail.orphanMetadata(intent)
+            if unreadable > 0 {
+                metadata.append(("unreadableLines", .int(unreadable)))
+            }
+            logger.warning("audit intent without outcome", metadata)
             recovered.append(outcome)
         }
 
@@ -86,9 +96,10 @@ public final class AuditTrail: Sendable {
 
     /// Appends the record's line with one write(2) and syncs it off Swift's pool; returns once it is on disk.
     ///
-    /// Throws when the write or sync fails, and the caller then refuses to forward the deletion. The copies for
-    /// standard output and syslog are queued either way: when the local disk fails, the collector is the one place
-    /// that still learns what the gateway did.
+    /// Throws when the write or sync fails, and the caller then refuses to forward the deletion. An outcome's copies
+    /// for standard output and syslog are queued either way: when the local disk fails, the collector is the one
+    /// place that still learns what the gateway did. An intent's copies only once it is durable, since a copy
+    /// means "about to be forwarded", and a deletion whose intent failed never is.
     public func write(_ record: AuditRecord) async throws(AuditWriteError) {
         let result: Result<Void, AuditWriteError>
         do {
@@ -97,10 +108,13 @@ public final class AuditTrail: Sendable {
         } catch {
             result = .failure(error)
         }
-        onWrite("file", (try? result.get()) != nil)
+        let written = (try? result.get()) != nil
+        onWrite("file", written)
 
-        for shipper in shippers {
-            shipper.ship(record)
+        if written || record.event == .outcome {
+            for shipper in shippers {
+                shipper.ship(record)
+            }
         }
         try result.get()
     }

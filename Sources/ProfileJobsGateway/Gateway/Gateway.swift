@@ -285,7 +285,8 @@ public final class Gateway: HTTPHandler {
         let organization = try Self.organization(request, in: configuration)
         CallContext.current?.update { ($0.orgId, $0.cloud) = (organization.orgId, organization.cloud) }
         if organization.cloud == .aws {
-            throw .removalNotSupported(orgId: organization.orgId, jobId: id)
+            // The removal's own path is where the job is looked up, on whichever surface was called.
+            throw .removalNotSupported(orgId: organization.orgId, jobId: id, lookupPath: request.path)
         }
         let call = try await prepareCall(request, requestId: requestId)
 

@@ -16,7 +16,8 @@ struct DeletionAttempt: Sendable {
 
     init?(_ request: HTTPRequest) {
         guard request.method == "POST" || request.method == "DELETE" else { return nil }
-        switch Gateway.routeTemplate(request.path) {
+        let route = Gateway.routeTemplate(request.path)
+        switch route {
         case "/v1/system/jobs", "/v1/system/jobs/{id}": surface = "canonical"
         case "/data/core/ups/system/jobs", "/data/core/ups/system/jobs/{id}": surface = "azure"
         default: return nil
@@ -28,9 +29,10 @@ struct DeletionAttempt: Sendable {
         askedSandboxName = request.headers["x-sandbox-name"].flatMap { $0.isEmpty ? nil : auditText($0) }
         askedSandboxId = request.headers["x-sandbox-id"].flatMap { $0.isEmpty ? nil : auditText($0) }
 
-        // A removal names its job in the path; kept when well-formed, even if the call goes no further.
+        // A removal names its job in the path; kept when well-formed, even if the call goes no further. A DELETE of
+        // the collection itself names none.
         let path = request.path
-        if let slash = path.lastIndex(of: "/"), request.method == "DELETE" {
+        if let slash = path.lastIndex(of: "/"), request.method == "DELETE", route.hasSuffix("/{id}") {
             let id = String(path[path.index(after: slash)...])
             jobId = GatewayLimits.isWellFormedId(id) ? id : nil
         } else {
@@ -215,7 +217,9 @@ extension Gateway {
             if let text = request.queryValue(name) {
                 guard let time = AuditRecord.parseTime(text) else {
                     throw .invalidQuery(
-                        parameter: name, reason: "must be an RFC 3339 time in UTC, like 2026-12-03T10:00:00Z")
+                        parameter: name,
+                        reason: "must be an RFC 3339 time, like 2026-12-03T10:00:00Z or 2026-12-03T11:00:00%2B01:00 "
+                            + "(a + in a query is read as a space, so send it as %2B)")
                 }
                 query[keyPath: field] = time
             }

@@ -10,7 +10,8 @@ public enum GatewayError: Error, Sendable, Equatable {
     case invalidId(field: String, value: String)
     case invalidQuery(parameter: String, reason: String)
     case batchNeedsDataset(orgId: String)
-    case removalNotSupported(orgId: String, jobId: String)
+    /// `lookupPath` is where the caller can follow the job on the surface it called.
+    case removalNotSupported(orgId: String, jobId: String, lookupPath: String)
     case sandboxIdUnavailable(orgId: String, sandbox: String)
     case upstreamRefused(cloud: Cloud, UpstreamErrorDetail)
     /// The Sandbox Management API refused to say which id a sandbox name has.
@@ -128,12 +129,12 @@ extension GatewayError {
                 detail: "Organization '\(orgId)' is served by AWS, which needs the batch's dataset: send "
                     + "{\"datasetId\": \"<id>\", \"batchId\": \"<id>\"}.")
 
-        case .removalNotSupported(let orgId, let jobId):
+        case .removalNotSupported(let orgId, let jobId, let lookupPath):
             return Problem(
                 type: "/problems/operation-not-supported", title: "Removing a job is not supported on this cloud",
                 status: 501,
                 detail: "Organization '\(orgId)' is served by AWS, where a delete request cannot be removed; job "
-                    + "'\(jobId)' was left as it is. Wait for it to finish (GET /v1/system/jobs/\(jobId)), or ask "
+                    + "'\(jobId)' was left as it is. Wait for it to finish (GET \(lookupPath)), or ask "
                     + "Adobe support to stop it.")
 
         case .sandboxIdUnavailable(let orgId, let sandbox):

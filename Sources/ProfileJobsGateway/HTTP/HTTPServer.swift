@@ -587,6 +587,16 @@ private let headerCallback: MHD_KeyValueIterator = { raw, _, name, value in
     guard let raw, let name else { return .YES }
     // Unmanaged: the context outlives this synchronous iteration, which runs inside `access`.
     let context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
-    context.headers.add(String(cString: name), value.map { String(cString: $0) } ?? "")
+    context.headers.add(String(cString: name), value.map { fieldValue(String(cString: $0)) } ?? "")
     return .YES
+}
+
+/// A field value without the optional whitespace around it (RFC 9110, section 5.5), which libmicrohttpd leaves at
+/// the end: `x-gw-ims-org-id: org@AdobeOrg ` names `org@AdobeOrg`.
+func fieldValue(_ raw: String) -> String {
+    let isSpace = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
+    let bytes = raw.utf8
+    guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) })
+    else { return "" }
+    return String(raw[first...last])
 }
