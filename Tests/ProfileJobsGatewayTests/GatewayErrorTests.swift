@@ -170,6 +170,8 @@ import UpstreamSimulators
         (#"{"datasetId": null}"#, "datasetId"),
         (#"{"datasetId": "d1", "batchId": ["b"]}"#, "batchId"),
         (#"{"datasetId": "d1", "dataSetId": "d2"}"#, "different"),
+        (#"{"datasetId": "d1", "datasetId": "d2"}"#, "more than once"),
+        (#"{"datasetId": "d1", "batchId": "b1", "\u0064atasetId": "d1"}"#, "more than once"),
         ("{}", "datasetId"),
         (#"{"datasetId": "../d1"}"#, "datasetId"),
     ]

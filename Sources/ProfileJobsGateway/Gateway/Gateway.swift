@@ -412,13 +412,16 @@ public final class Gateway: HTTPHandler {
         guard !request.body.isEmpty else {
             throw .invalidBody("The body is empty")
         }
-        // TODO: refuse a key given twice; Foundation's decoder keeps the first silently, and a deletion must not
-        // be guessed at. Needs a parser that reports duplicates.
         guard let document = JSONValue.parse(request.body) else {
             throw .invalidBody("The body is not valid JSON")
         }
         guard case .object(let fields) = document else {
             throw .invalidBody("The body must be a JSON object, found \(document.kind)")
+        }
+        // The decoder keeps one of two equal keys silently; which dataset to delete must not be a guess.
+        var seen = Set<String>()
+        if let repeated = (JSONValue.topLevelKeys(request.body) ?? []).first(where: { !seen.insert($0).inserted }) {
+            throw .invalidBody("Field '\(repeated.prefix(64))' is given more than once; give it once")
         }
 
         var strings: [String: String] = [:]
