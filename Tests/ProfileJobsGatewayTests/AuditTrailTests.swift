@@ -487,6 +487,8 @@ enum AuditSamples {
         defer { scratch.remove() }
         let receiver = try SyslogReceiver(directory: scratch.url.appendingPathComponent("rsyslog"))
         defer { receiver.terminate() }
+        // Held until the collector starts, so that nothing else answers on its port meanwhile.
+        let absent = try receiver.holdTCPPort()
         let syslog = SyslogConfiguration(transport: .tcp, host: "127.0.0.1", port: receiver.tcpPort)
         let observer = AuditObserver()
         let trail = try await observer.open(scratch.path("trail.jsonl"), syslog: syslog)
@@ -500,6 +502,7 @@ enum AuditSamples {
             observer.logs().contains { $0["message"] == .string("syslog collector unreachable") }
         }
         #expect(observer.deliveries("syslog", true) == 0)
+        absent.close()
         try await receiver.start()
         let early = try await receiver.waitForMessages(records.prefix(3).map(Self.text))
         #expect(early.map(\.messageId) == ["intent", "outcome", "intent"])

@@ -162,6 +162,24 @@ final class SyslogReceiver: Sendable {
     }
 
     /// A loopback port the kernel just had free; rsyslogd binds it moments later.
+    /// Binds the TCP port without listening: connections to it are refused, as to a collector that is down, and no
+    /// other program on the machine can take the port meanwhile. Close it before `start`.
+    func holdTCPPort() throws -> FileDescriptor {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket() failed") }
+        var address = Self.loopback(port: tcpPort)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+        guard bound else {
+            close(fd)
+            throw Failure(description: "port \(tcpPort) was taken by another program")
+        }
+        return FileDescriptor(fd)
+    }
+
     private static func freePort(type: __socket_type) throws -> UInt16 {
         for _ in 1...5 {
             let fd = socket(AF_INET, Int32(type.rawValue), 0)
