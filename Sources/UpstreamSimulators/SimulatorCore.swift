@@ -1,6 +1,5 @@
 import FoundationEssentials
 import ProfileJobsGateway
-import Synchronization
 
 /// What both clouds do alike: request log, credentials, routing, the job store and its clock, create validation.
 final class SimulatorCore: Sendable {
@@ -12,7 +11,7 @@ final class SimulatorCore: Sendable {
 
     let options: SimulatorOptions
     let faults = FaultSwitch()
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     init(options: SimulatorOptions) {
         self.options = options

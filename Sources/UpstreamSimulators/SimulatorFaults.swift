@@ -1,6 +1,5 @@
 import FoundationEssentials
 import ProfileJobsGateway
-import Synchronization
 
 /// A fault a simulated platform answers with instead of its normal answer, so the gateway's handling of a struggling
 /// platform can be tried end to end (and under load, from outside, through `FaultSwitch.controlPath`).
@@ -52,7 +51,7 @@ public final class FaultSwitch: Sendable {
         }
     }
 
-    private let rules = Mutex<[Rule]>([])
+    private let rules = Locked<[Rule]>([])
 
     public init() {}
 

@@ -1,6 +1,5 @@
 import Foundation
 import Glibc
-import Synchronization
 import Testing
 
 @testable import ProfileJobsGateway
@@ -292,8 +291,8 @@ import Testing
 
 /// Records the trail's log lines and deliveries, from whichever thread reports them.
 final class AuditObserver: Sendable {
-    private let lines = Mutex<[[UInt8]]>([])
-    private let writes = Mutex<[(sink: String, succeeded: Bool)]>([])
+    private let lines = Locked<[[UInt8]]>([])
+    private let writes = Locked<[(sink: String, succeeded: Bool)]>([])
 
     var logger: Logger {
         Logger(label: "audit-test") { line in self.lines.withLock { $0.append(line) } }

@@ -1,7 +1,6 @@
 import Foundation
 import Glibc
 import ProfileJobsGateway
-import Synchronization
 import Testing
 
 /// A handler that answers 200 after an optional pause.
@@ -192,7 +191,7 @@ struct GatewayClientLimitsTests {
 
             // Until the server has accepted both held connections, a call may still find room.
             let caller = GatewayCaller(demo, orgId: "aws-demo@AdobeOrg")
-            let answers = Mutex<[RawHTTPClient.Response]>([])
+            let answers = Locked<[RawHTTPClient.Response]>([])
             try await poll(for: 30, "a call beyond the cap is refused") {
                 let answer = try await caller.list()
                 answers.withLock { $0.append(answer) }

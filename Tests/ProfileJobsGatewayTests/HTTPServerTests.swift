@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 
 @testable import ProfileJobsGateway
@@ -16,9 +15,9 @@ private final class EchoHandler: HTTPHandler {
     }
 
     /// Handlers running right now, and the most seen at once.
-    let inFlight = Mutex((now: 0, most: 0))
+    let inFlight = Locked((now: 0, most: 0))
     /// Every path a handler was started for.
-    let seen = Mutex(Set<String>())
+    let seen = Locked(Set<String>())
 
     func handle(_ request: HTTPRequest) async -> HTTPResponse {
         inFlight.withLock { state in
@@ -144,7 +143,7 @@ private final class EchoHandler: HTTPHandler {
 
     /// The access log hears of answers the server makes itself, with the status the client really got.
     @Test func theAccessLogRecordsWhatWasSent() async throws {
-        let logged = Mutex([(String, Int)]())
+        let logged = Locked([(String, Int)]())
         var configuration = HTTPServerConfiguration()
         configuration.maxBodyBytes = 10
         let handler = EchoHandler(delay: .seconds(30))

@@ -1,15 +1,14 @@
 import Foundation
 import ProfileJobsGateway
-import Synchronization
 import Testing
 import UpstreamSimulators
 
 /// A clock the tests move by hand, so a job's states can be visited one by one.
 final class TestClock: Sendable {
-    private let time: Mutex<Double>
+    private let time: Locked<Double>
 
     init(_ start: Double = 1_734_896_690.250006) {
-        time = Mutex(start)
+        time = Locked(start)
     }
 
     var now: Double {

@@ -1,6 +1,5 @@
 import Foundation
 import ProfileJobsGateway
-import Synchronization
 import Testing
 import UpstreamSimulators
 

@@ -1,12 +1,11 @@
 import Foundation
-import Synchronization
 import Testing
 
 @testable import ProfileJobsGateway
 
 /// A clock the test moves by hand: sleeps and calls advance it instead of taking real time.
 final class ManualClock: Sendable {
-    private let state = Mutex((now: 1000.0, sleeps: [Double]()))
+    private let state = Locked((now: 1000.0, sleeps: [Double]()))
 
     var now: Double { state.withLock { $0.now } }
     var sleeps: [Double] { state.withLock { $0.sleeps } }
@@ -33,11 +32,11 @@ final class ScriptedTransport: UpstreamTransport {
     }
 
     private let clock: ManualClock
-    private let state: Mutex<(steps: [Step], requests: [UpstreamRequest])>
+    private let state: Locked<(steps: [Step], requests: [UpstreamRequest])>
 
     init(_ steps: [Step], clock: ManualClock) {
         self.clock = clock
-        self.state = Mutex((steps, []))
+        self.state = Locked((steps, []))
     }
 
     var requests: [UpstreamRequest] { state.withLock { $0.requests } }
@@ -179,7 +178,7 @@ final class ScriptedTransport: UpstreamTransport {
 
     @Test func everyChangeIsReported() throws {
         let clock = ManualClock()
-        let seen = Mutex<[(UpstreamGuard.Circuit, Int, Bool)]>([])
+        let seen = Locked<[(UpstreamGuard.Circuit, Int, Bool)]>([])
         let upstream = UpstreamGuard(
             origin: "http://u:80", policy: Self.policy(failures: 1), clock: { clock.now },
             onChange: { snapshot, changed in seen.withLock { $0.append((snapshot.circuit, snapshot.inFlight, changed)) }
@@ -350,7 +349,7 @@ final class ScriptedTransport: UpstreamTransport {
             #expect(await Self.outcome(client, Self.request("POST")) == "500")
         }
 
-        let intents = Mutex(0)
+        let intents = Locked(0)
         do {
             _ = try await client.send(
                 Self.request("POST"), cloud: .aws, beforeSending: { intents.withLock { $0 += 1 } })

@@ -1,7 +1,6 @@
 import Dispatch
 import FoundationEssentials
 import Glibc
-import Synchronization
 
 /// The trail's JSON-lines file: appends and syncs on one serial queue, so a slow disk never holds Swift's pool.
 final class AuditFile: Sendable {
@@ -17,7 +16,7 @@ final class AuditFile: Sendable {
     static let failureMemory = Duration.seconds(30)
 
     let path: String
-    private let state: Mutex<State>
+    private let state: Locked<State>
     /// Orders appends and reopens; each block owns the descriptor while it runs.
     private let queue = DispatchQueue(label: "audit-trail-file")
 
@@ -25,7 +24,7 @@ final class AuditFile: Sendable {
     init(path: String) throws(AuditWriteError) {
         self.path = path
         let fd = try AuditFile.open(path)
-        state = Mutex(State(fd: fd, needsNewline: false))
+        state = Locked(State(fd: fd, needsNewline: false))
         endTornLine(fd)
     }
 

@@ -1,6 +1,5 @@
 import Dispatch
 import Glibc
-import Synchronization
 
 /// What became of one attempt to hand a record to a destination.
 enum AuditDelivery {
@@ -58,7 +57,7 @@ final class AuditShipper: Sendable {
     private let firstPause: Double
     private let longestPause: Double
     private let onWrite: @Sendable (String, Bool) -> Void
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Signalled for every queued record and for `beginClose`; extra signals only cost the thread a look.
     private let wake = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)

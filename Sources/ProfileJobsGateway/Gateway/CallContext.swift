@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Synchronization
 
 /// What the gateway learns about one call while answering it: the access log, the metrics and the audit trail read
 /// it afterwards. Operations find it through `CallContext.current` rather than through every signature.
@@ -25,7 +24,7 @@ final class CallContext: Sendable {
     /// Set when the call is deletion traffic, which the audit trail records.
     let deletion: DeletionAttempt?
     let started = ContinuousClock.now
-    private let facts = Mutex(Facts())
+    private let facts = Locked(Facts())
 
     init(requestId: String, trace: TraceContext, deletion: DeletionAttempt?) {
         self.requestId = requestId

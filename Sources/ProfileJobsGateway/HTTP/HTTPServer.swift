@@ -177,7 +177,7 @@ private final class RequestContext: @unchecked Sendable {
 }
 
 /// Safe as `@unchecked Sendable`: `daemon` and `boundPort` are written once in `start` before any callback can run
-/// and cleared in `stop` after the daemon's threads are joined; everything else is immutable or behind a Mutex.
+/// and cleared in `stop` after the daemon's threads are joined; everything else is immutable or behind a lock.
 private final class ServerCore: @unchecked Sendable {
     /// One open connection, as the request-time watch sees it.
     struct ConnectionWatch {
@@ -198,12 +198,12 @@ private final class ServerCore: @unchecked Sendable {
     let handler: any HTTPHandler
     let errorResponse: @Sendable (ServerRefusal, HTTPHeaders) -> HTTPResponse
     let accessLog: (@Sendable (HTTPExchange) -> Void)?
-    let suspended = Mutex(Suspended())
+    let suspended = Locked(Suspended())
     /// Requests between their request line and their completion callback.
     let liveRequests = Atomic(0)
     /// Every open connection by the address of its libmicrohttpd handle, from its start notice to its close notice. The close
     /// notice comes before the socket is closed, so a socket found here under the lock is still this connection's.
-    let watches = Mutex<[UInt: ConnectionWatch]>([:])
+    let watches = Locked<[UInt: ConnectionWatch]>([:])
     let slowClientsDisconnected = Atomic(0)
     var watchdog: (any DispatchSourceTimer)?
     var daemon: OpaquePointer?

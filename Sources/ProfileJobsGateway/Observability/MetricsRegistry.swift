@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Synchronization
 
 /// Counters, gauges and histograms rendered in the Prometheus text exposition format, version 0.0.4.
 ///
@@ -9,7 +8,7 @@ final class MetricsRegistry: Sendable {
     /// Enough for every route, method, status class and cloud the gateway has, with room to spare.
     static let defaultSeriesLimit = 1000
 
-    private let families = Mutex<[String: any MetricFamily]>([:])
+    private let families = Locked<[String: any MetricFamily]>([:])
 
     init() {}
 
@@ -69,13 +68,13 @@ protocol MetricFamily: AnyObject, Sendable {
 final class CounterFamily: MetricFamily {
     let name: String
     let help: String
-    private let series: Mutex<SeriesTable<Double>>
+    private let series: Locked<SeriesTable<Double>>
 
     fileprivate init(name: String, help: String, labelNames: [String], seriesLimit: Int) {
         MetricNames.check(name: name, labelNames: labelNames)
         self.name = name
         self.help = help
-        series = Mutex(SeriesTable(labelNames: labelNames, limit: seriesLimit, initial: 0))
+        series = Locked(SeriesTable(labelNames: labelNames, limit: seriesLimit, initial: 0))
     }
 
     /// Adds `amount`; negative and NaN amounts are dropped, since a counter that went down reads as a restart.
@@ -103,13 +102,13 @@ final class CounterFamily: MetricFamily {
 final class GaugeFamily: MetricFamily {
     let name: String
     let help: String
-    private let series: Mutex<SeriesTable<Double>>
+    private let series: Locked<SeriesTable<Double>>
 
     fileprivate init(name: String, help: String, labelNames: [String], seriesLimit: Int) {
         MetricNames.check(name: name, labelNames: labelNames)
         self.name = name
         self.help = help
-        series = Mutex(SeriesTable(labelNames: labelNames, limit: seriesLimit, initial: 0))
+        series = Locked(SeriesTable(labelNames: labelNames, limit: seriesLimit, initial: 0))
     }
 
     func set(_ value: Double, labels labelValues: [String] = []) {
@@ -141,7 +140,7 @@ final class HistogramFamily: MetricFamily {
     let help: String
     /// The finite upper bounds, strictly increasing.
     let bounds: [Double]
-    private let series: Mutex<SeriesTable<HistogramSeries>>
+    private let series: Locked<SeriesTable<HistogramSeries>>
 
     fileprivate init(name: String, help: String, labelNames: [String], bounds: [Double], seriesLimit: Int) {
         MetricNames.check(name: name, labelNames: labelNames)
@@ -151,7 +150,7 @@ final class HistogramFamily: MetricFamily {
         self.name = name
         self.help = help
         self.bounds = bounds
-        series = Mutex(
+        series = Locked(
             SeriesTable(labelNames: labelNames, limit: seriesLimit, initial: HistogramSeries(bucketCount: bounds.count))
         )
     }

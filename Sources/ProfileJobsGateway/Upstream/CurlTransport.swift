@@ -1,5 +1,4 @@
 import CCurl
-import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -29,7 +28,7 @@ public final class CurlTransport: UpstreamTransport {
 
     private let loop: CurlEventLoop
     /// The loop thread until it has been joined; nil afterwards, which makes `shutdown` idempotent.
-    private let thread: Mutex<pthread_t?>
+    private let thread: Locked<pthread_t?>
 
     /// Starts the event-loop thread.
     public init(configuration: Configuration = .init()) throws {
@@ -49,7 +48,7 @@ public final class CurlTransport: UpstreamTransport {
         }
 
         loop = CurlEventLoop(multi: multi, configuration: configuration)
-        thread = Mutex(try loop.startThread())
+        thread = Locked(try loop.startThread())
     }
 
     deinit {
@@ -109,7 +108,7 @@ private final class CurlEventLoop: Sendable {
 
     let configuration: CurlTransport.Configuration
     private let multi: MultiHandle
-    private let submissions = Mutex(Submissions())
+    private let submissions = Locked(Submissions())
 
     init(multi: MultiHandle, configuration: CurlTransport.Configuration) {
         self.multi = multi

@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Synchronization
 
 /// Every call to a platform goes through here: the upstream's circuit breaker and in-flight cap are consulted before
 /// anything is sent, and lookups (GET) that failed in a way worth repeating are retried within the call's time.
@@ -28,7 +27,7 @@ public final class UpstreamClient: Sendable {
     private let wallClock: @Sendable () -> Double
     private let sleep: Sleep
     private let random: @Sendable () -> Double
-    private let guards = Mutex<[String: UpstreamGuard]>([:])
+    private let guards = Locked<[String: UpstreamGuard]>([:])
 
     /// - Parameters:
     ///   - clock: monotonic seconds, for deadlines and the breaker.

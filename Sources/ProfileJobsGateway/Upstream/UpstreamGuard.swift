@@ -1,5 +1,3 @@
-import Synchronization
-
 /// One upstream's circuit breaker and count of calls in flight, shared by every call to it (jobs calls and sandbox
 /// lookups of every organization it serves).
 ///
@@ -60,7 +58,7 @@ public final class UpstreamGuard: Sendable {
     private let clock: @Sendable () -> Double
     /// Told of every change, under the guard's lock, so that gauges and logs never show a stale order of events.
     private let onChange: @Sendable (_ snapshot: Snapshot, _ circuitChanged: Bool) -> Void
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     public init(
         origin: String,

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import Synchronization
+import ProfileJobsGateway
 
 /// A program the tests start and stop, spawned with `posix_spawn` directly.
 ///
@@ -30,7 +30,7 @@ final class ChildProcess: Sendable {
     /// The read ends of the child's stdout and stderr when they were `.pipe`.
     let output: FileDescriptor?
     let errors: FileDescriptor?
-    private let status = Mutex<Int32?>(nil)
+    private let status = Locked<Int32?>(nil)
 
     /// Starts `program` (looked up on `PATH` when it has no slash) with `arguments`.
     init(
@@ -175,10 +175,10 @@ final class ChildProcess: Sendable {
 
 /// An owned descriptor, closed exactly once.
 final class FileDescriptor: Sendable {
-    private let state: Mutex<Int32>
+    private let state: Locked<Int32>
 
     init(_ fd: Int32) {
-        state = Mutex(fd)
+        state = Locked(fd)
     }
 
     deinit {

@@ -1,6 +1,5 @@
 import Foundation
 import ProfileJobsGateway
-import Synchronization
 import Testing
 import UpstreamSimulators
 
@@ -35,7 +34,7 @@ func withDemo<T>(
 
 /// Every line a logger wrote, for tests that read the log.
 final class LogCapture: Sendable {
-    private let lines = Mutex<[String]>([])
+    private let lines = Locked<[String]>([])
 
     var logger: Logger {
         Logger(label: "test", minimum: .info) { line in
@@ -222,7 +221,7 @@ final class ScriptedUpstream: HTTPHandler {
         var stall = false
     }
 
-    private let state = Mutex((script: Script(), next: [Script](), received: [HTTPRequest]()))
+    private let state = Locked((script: Script(), next: [Script](), received: [HTTPRequest]()))
 
     func answer(_ script: Script) {
         state.withLock { ($0.script, $0.next) = (script, []) }

@@ -1,6 +1,6 @@
 import Foundation
 import Glibc
-import Synchronization
+import ProfileJobsGateway
 
 /// A real rsyslogd on loopback TCP and UDP ports of its own, writing every message it receives as one line of
 /// `messages.log`, so the tests see what a production collector makes of the gateway's messages.
@@ -24,7 +24,7 @@ final class SyslogReceiver: Sendable {
     let directory: URL
     let tcpPort: UInt16
     let udpPort: UInt16
-    private let child = Mutex<ChildProcess?>(nil)
+    private let child = Locked<ChildProcess?>(nil)
 
     private var configPath: String { directory.appendingPathComponent("rsyslog.conf").path }
     private var outputPath: String { directory.appendingPathComponent("messages.log").path }

@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import ProfileJobsGateway
 
 /// The Python upstream in `upstream_test_server.py`, started for one test on a free loopback port.
 final class UpstreamTestServer: Sendable {
@@ -89,10 +89,10 @@ func withDeadline<T: Sendable>(
 
 /// Resumes the deadline's continuation with whichever comes first, the result or the timeout.
 private final class DeadlineWaiter<T: Sendable>: Sendable {
-    private let continuation: Mutex<CheckedContinuation<Result<T, any Error>, Never>?>
+    private let continuation: Locked<CheckedContinuation<Result<T, any Error>, Never>?>
 
     init(_ continuation: CheckedContinuation<Result<T, any Error>, Never>) {
-        self.continuation = Mutex(continuation)
+        self.continuation = Locked(continuation)
     }
 
     func resume(_ result: Result<T, any Error>) {
