@@ -69,6 +69,23 @@ func say(_ text: String, to descriptor: Int32 = 1) {
     _ = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
 }
 
+/// Why a configuration file could not be used, in words for the operator.
+struct ConfigurationProblem: Error {
+    var message: String
+}
+
+/// Reads and checks a configuration file; the file's bytes are gone by the time a caller ends the process over it.
+func readConfiguration(at path: String) -> Result<GatewayConfiguration, ConfigurationProblem> {
+    guard let contents = FileManager.default.contents(atPath: path) else {
+        return .failure(ConfigurationProblem(message: "Cannot read the configuration file '\(path)'."))
+    }
+    do {
+        return .success(try GatewayConfiguration.parse(Array(contents)))
+    } catch {
+        return .failure(ConfigurationProblem(message: "The configuration '\(path)' is not valid: \(error)"))
+    }
+}
+
 func fail(_ message: String) -> Never {
     say(message, to: 2)
     exit(2)
@@ -172,15 +189,10 @@ func runSimulate(_ arguments: [String]) {
 func runServe(_ arguments: [String]) {
     let signals = blockSignals()
     guard let path = option("--config", in: arguments) else { fail("serve needs --config FILE\n\n\(usage)") }
-    guard let contents = FileManager.default.contents(atPath: path) else {
-        fail("Cannot read the configuration file '\(path)'.")
-    }
-
     let configuration: GatewayConfiguration
-    do {
-        configuration = try GatewayConfiguration.parse(Array(contents))
-    } catch {
-        fail("The configuration '\(path)' is not valid: \(error)")
+    switch readConfiguration(at: path) {
+    case .success(let read): configuration = read
+    case .failure(let problem): fail(problem.message)
     }
 
     let logger = Logger(label: "gateway")

@@ -268,6 +268,63 @@ import Testing
         func deliver(_ record: AuditRecord) -> AuditDelivery { .retryLater }
     }
 
+    /// A TCP socket on loopback, bound to `port` (0: any) before it connects to `target`, if any.
+    static func loopbackSocket(bindingPort port: UInt16, connectingTo target: UInt16?) throws -> Int32 {
+        func address(_ port: UInt16) -> sockaddr_in {
+            sockaddr_in(
+                sin_family: sa_family_t(AF_INET), sin_port: port.bigEndian,
+                sin_addr: in_addr(s_addr: inet_addr("127.0.0.1")), sin_zero: (0, 0, 0, 0, 0, 0, 0, 0))
+        }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        var local = address(port)
+        let bound = withUnsafePointer(to: &local) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        try #require(bound == 0, "bind: \(String(cString: strerror(errno)))")
+        if let target {
+            var remote = address(target)
+            let connected = withUnsafePointer(to: &remote) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+            try #require(connected == 0, "connect: \(String(cString: strerror(errno)))")
+        }
+        return fd
+    }
+
+    /// A connection to a local port nobody listens on can end up connected to itself; the syslog sink must not take
+    /// it for a collector. Binding the port first and connecting to it makes that happen every time.
+    @Test func aSocketConnectedToItselfIsNoCollector() throws {
+        let probe = try Self.loopbackSocket(bindingPort: 0, connectingTo: nil)
+        var bound = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(probe, $0, &length) }
+        }
+        let port = UInt16(bigEndian: bound.sin_port)
+        close(probe)
+
+        let selfConnected = try Self.loopbackSocket(bindingPort: port, connectingTo: port)
+        defer { close(selfConnected) }
+        #expect(isConnectedToItself(selfConnected))
+
+        let listener = try Self.loopbackSocket(bindingPort: 0, connectingTo: nil)
+        defer { close(listener) }
+        #expect(listen(listener, 1) == 0)
+        var listening = sockaddr_in()
+        length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &listening) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) }
+        }
+        let client = try Self.loopbackSocket(bindingPort: 0, connectingTo: UInt16(bigEndian: listening.sin_port))
+        defer { close(client) }
+        #expect(!isConnectedToItself(client))
+    }
+
     @Test func anOverflowDropsTheOldestAndCloseGivesUpTheRest() async throws {
         let observer = AuditObserver()
         let shipper = try AuditShipper(sink: "test", capacity: 2, onWrite: observer.onWrite) { AbsentDestination() }
@@ -508,9 +565,11 @@ enum AuditSamples {
 
         // It goes away and comes back on the same port; what was written meanwhile arrives after.
         try await receiver.stop()
+        let down = try receiver.holdTCPPort()
         for record in records.dropFirst(3) {
             try await trail.write(record)
         }
+        down.close()
         try await receiver.start()
         let late = try await receiver.waitForMessages(records.dropFirst(3).map(Self.text))
         #expect(late.map(\.severity) == [4, 5, 5])

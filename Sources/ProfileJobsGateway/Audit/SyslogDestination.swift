@@ -205,6 +205,11 @@ final class SyslogDestination: AuditDestination {
                 Glibc.close(fd)
                 continue
             }
+            if connecting && isConnectedToItself(fd) {
+                lastError = SocketFailure("connected to itself: no collector listens on the port")
+                Glibc.close(fd)
+                continue
+            }
 
             withUnsafeMutableBytes(of: &address) { target in
                 target.copyMemory(from: UnsafeRawBufferPointer(start: info.ai_addr, count: Int(info.ai_addrlen)))
@@ -249,5 +254,29 @@ struct SocketFailure: Error {
 
     init(_ text: String) {
         self.text = text
+    }
+}
+
+/// Whether a connected stream socket's two ends are the same address and port.
+///
+/// A connection to a local port nobody listens on, when the kernel happens to pick that very port as the local one,
+/// connects to itself: every record written to it would count as delivered and be lost, and the port stays taken
+/// from the collector that should come back on it.
+func isConnectedToItself(_ fd: Int32) -> Bool {
+    var local = sockaddr_storage()
+    var peer = sockaddr_storage()
+    var localLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    var peerLength = socklen_t(MemoryLayout<sockaddr_storage>.size)
+    let named = withUnsafeMutablePointer(to: &local) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &localLength) == 0 }
+    }
+    let peered = withUnsafeMutablePointer(to: &peer) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getpeername(fd, $0, &peerLength) == 0 }
+    }
+    guard named, peered, localLength == peerLength else { return false }
+    return withUnsafeBytes(of: &local) { localBytes in
+        withUnsafeBytes(of: &peer) { peerBytes in
+            localBytes.prefix(Int(localLength)).elementsEqual(peerBytes.prefix(Int(peerLength)))
+        }
     }
 }

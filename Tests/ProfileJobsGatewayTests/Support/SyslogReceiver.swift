@@ -164,9 +164,12 @@ final class SyslogReceiver: Sendable {
     /// A loopback port the kernel just had free; rsyslogd binds it moments later.
     /// Binds the TCP port without listening: connections to it are refused, as to a collector that is down, and no
     /// other program on the machine can take the port meanwhile. Close it before `start`.
+    /// SO_REUSEADDR lets it bind while connections of a stopped rsyslogd still wait out TIME_WAIT on the port.
     func holdTCPPort() throws -> FileDescriptor {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw Failure(description: "socket() failed") }
+        var reuse: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
         var address = Self.loopback(port: tcpPort)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
