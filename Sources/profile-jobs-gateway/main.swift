@@ -37,8 +37,11 @@ func waitForStopSignal(_ signals: sigset_t, audit: AuditTrail, logger: Logger) {
         sigwait(&signals, &received)
         guard received == SIGHUP else { return }
         do {
-            try audit.reopen()
-            logger.info("audit file reopened")
+            if try audit.reopen() {
+                logger.info("audit file reopened")
+            } else {
+                logger.info("audit file still at its path; kept open")
+            }
         } catch {
             logger.error("audit file not reopened", [("error", .string(error.description))])
         }

@@ -82,11 +82,25 @@ final class AuditFile: Sendable {
     }
 
     /// Opens the path anew (logrotate moved the old file away); on failure the old file keeps taking records.
-    func reopen() throws(AuditWriteError) {
-        let result: Result<Void, AuditWriteError> = queue.sync {
-            Result { () throws(AuditWriteError) in try replaceDescriptor() }
+    /// Returns false when the path still names the open file, which is then kept (and keeps its lock).
+    @discardableResult
+    func reopen() throws(AuditWriteError) -> Bool {
+        let result: Result<Bool, AuditWriteError> = queue.sync {
+            guard !pathNamesOpenFile() else { return .success(false) }
+            return Result { () throws(AuditWriteError) in
+                try replaceDescriptor()
+                return true
+            }
         }
-        try result.get()
+        return try result.get()
+    }
+
+    /// Whether the path leads to the very file the descriptor has open (same device and inode).
+    private func pathNamesOpenFile() -> Bool {
+        var open = stat()
+        var named = stat()
+        guard fstat(state.withLock { $0.fd }, &open) == 0, fstatat(AT_FDCWD, path, &named, 0) == 0 else { return false }
+        return open.st_dev == named.st_dev && open.st_ino == named.st_ino
     }
 
     /// Opens the path and swaps the new descriptor in; only on `queue` (or before anything else can append).
@@ -105,14 +119,30 @@ final class AuditFile: Sendable {
         queue.sync { _ = flock(state.withLock { $0.fd }, LOCK_UN) }
     }
 
-    /// Whether an append can succeed now: the file is open, no append failed in the last `failureMemory`, and
-    /// a file removed from under the gateway can be created again.
+    /// Whether an append can succeed now (for /readyz): the file is open, its file system has room for records, an
+    /// append failed no sooner than `failureMemory` ago, and a file removed from under the gateway can be created
+    /// again at its path.
     var isWritable: Bool {
         let (fd, lastFailure) = state.withLock { ($0.fd, $0.lastFailure) }
         guard fd >= 0 else { return false }
         if let lastFailure, ContinuousClock.now - lastFailure < AuditFile.failureMemory { return false }
-        if isUnlinked(fd) { return access(AuditFile.directory(of: path), W_OK | X_OK) == 0 }
+        guard AuditFile.hasRoom(fd) else { return false }
+        if isUnlinked(fd) { return AuditFile.canCreate(path) }
         return true
+    }
+
+    /// Room for a few records on the file's file system; a full disk fails every append, so it is not ready either.
+    private static func hasRoom(_ fd: Int32) -> Bool {
+        var info = statvfs()
+        guard fstatvfs(fd, &info) == 0 else { return true }
+        return UInt64(info.f_bavail) * UInt64(info.f_frsize) >= 64 * 1024
+    }
+
+    /// Whether the next append can create the file anew: nothing else stands at the path and its directory takes files.
+    private static func canCreate(_ path: String) -> Bool {
+        var info = stat()
+        if lstat(path, &info) == 0 { return info.st_mode & S_IFMT == S_IFREG }
+        return access(directory(of: path), W_OK | X_OK) == 0
     }
 
     private func isUnlinked(_ fd: Int32) -> Bool {
@@ -120,26 +150,40 @@ final class AuditFile: Sendable {
         return fstat(fd, &info) == 0 && info.st_mode & S_IFMT == S_IFREG && info.st_nlink == 0
     }
 
-    /// Everything the open file holds; empty for anything but a regular file (`/dev/full` reads zeros forever).
-    func contents() -> [UInt8] {
+    /// Calls `body` with each line of the open file in order (without its newline), reading a megabyte at a time, so
+    /// that memory does not grow with the file. Nothing for anything but a regular file (`/dev/full` reads zeros
+    /// forever).
+    func forEachLine(_ body: (ArraySlice<UInt8>) -> Void) {
         let fd = state.withLock { dup($0.fd) }
-        guard fd >= 0 else { return [] }
+        guard fd >= 0 else { return }
         defer { _ = Glibc.close(fd) }
 
         var info = stat()
-        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return [] }
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG else { return }
 
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(Int(info.st_size))
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        var pending: [UInt8] = []
         var offset: off_t = 0
         while true {
             let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, offset) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return bytes }
-            bytes += buffer[..<n]
+            guard n > 0 else { break }
             offset += off_t(n)
+
+            var start = 0
+            while let newline = buffer[start..<n].firstIndex(of: 10) {
+                if pending.isEmpty {
+                    body(buffer[start..<newline])
+                } else {
+                    pending += buffer[start..<newline]
+                    body(pending[...])
+                    pending.removeAll(keepingCapacity: true)
+                }
+                start = newline + 1
+            }
+            pending += buffer[start..<n]
         }
+        if !pending.isEmpty { body(pending[...]) }
     }
 
     /// Ends a torn last line (a crash mid-write) with a newline now, so the first new record starts a line of its own.

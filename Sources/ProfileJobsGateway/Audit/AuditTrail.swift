@@ -14,6 +14,8 @@ public final class AuditTrail: Sendable {
 
     private let file: AuditFile
     private let shippers: [AuditShipper]
+    /// Runs searches one at a time, off Swift's pool: each reads the whole file.
+    private let searchQueue = DispatchQueue(label: "audit-trail-search")
     private let onWrite: @Sendable (_ sink: String, _ succeeded: Bool) -> Void
 
     /// Opens (creating with mode 0640 and parent directory if needed) the file for appending, closes every intent
@@ -30,16 +32,16 @@ public final class AuditTrail: Sendable {
         }
 
         let file = try AuditFile(path: configuration.filePath)
-        let lines = file.contents().split(separator: 10)
-        let records = lines.compactMap { AuditRecord(json: $0) }
+        var scan = OrphanScan()
+        file.forEachLine { scan.add(line: $0) }
 
         // A line cut short by a crash or a full disk may have been an outcome: each orphan's warning says how many
         // there are, so the operator knows its outcome may have been written and lost.
-        let unreadable = lines.count - records.count
+        let unreadable = scan.unreadableLines
 
         // An intent without an outcome means the gateway stopped between forwarding and answering.
         var recovered: [AuditRecord] = []
-        for intent in AuditTrail.orphans(in: records) {
+        for intent in scan.orphans {
             var outcome = intent
             outcome.event = .outcome
             outcome.outcome = .unknown
@@ -120,7 +122,8 @@ public final class AuditTrail: Sendable {
     }
 
     /// Opens the file at the path anew (on SIGHUP, after logrotate moved it away): later records go to a new file.
-    public func reopen() throws(AuditWriteError) {
+    @discardableResult
+    public func reopen() throws(AuditWriteError) -> Bool {
         try file.reopen()
     }
 
@@ -132,22 +135,47 @@ public final class AuditTrail: Sendable {
     /// Records matching every given filter, newest first, at most `limit`.
     ///
     /// A jobId, datasetId or batchId match also brings the other records sharing its `id`, so a create's intent,
-    /// written before any job id existed, comes with its outcome. Lines that do not parse are skipped.
-    public func search(_ query: AuditQuery) -> [AuditRecord] {
+    /// written before any job id existed, comes with its outcome. Lines that do not parse are skipped. Searches run
+    /// one at a time on a thread of their own and stream the file, so a large trail costs one core and little memory
+    /// while deletions and every other call go on.
+    public func search(_ query: AuditQuery) async -> [AuditRecord] {
+        await withCheckedContinuation { continuation in
+            searchQueue.async { continuation.resume(returning: self.searchNow(query)) }
+        }
+    }
+
+    private func searchNow(_ query: AuditQuery) -> [AuditRecord] {
         guard query.limit > 0 else { return [] }
-        let records = AuditTrail.records(in: file.contents())
+        var newest = NewestRecords(limit: query.limit)
+        // Ids are plain ASCII written unescaped, so a line without them cannot match: most lines are never parsed.
+        let needles = [query.jobId, query.datasetId, query.batchId].compactMap { $0.map { Array($0.utf8) } }
 
-        var chosen = records.map(query.matches)
-        if query.jobId != nil || query.datasetId != nil || query.batchId != nil {
-            let pairedIds = Set(records.indices.filter { chosen[$0] }.map { records[$0].id })
-            chosen = records.map { pairedIds.contains($0.id) }
+        guard !needles.isEmpty else {
+            var index = 0
+            file.forEachLine { line in
+                defer { index += 1 }
+                if let record = AuditRecord(json: line), query.matches(record) { newest.add(record, index) }
+            }
+            return newest.records
         }
 
-        // Later lines were written later, so they come first among records of the same time.
-        let newestFirst = records.indices.filter { chosen[$0] }.sorted { left, right in
-            records[left].time != records[right].time ? records[left].time > records[right].time : left > right
+        var pairedIds = Set<String>()
+        file.forEachLine { line in
+            guard needles.allSatisfy({ line.contains(bytes: $0) }), let record = AuditRecord(json: line),
+                query.matches(record)
+            else { return }
+            pairedIds.insert(record.id)
         }
-        return newestFirst.prefix(query.limit).map { records[$0] }
+        guard !pairedIds.isEmpty else { return [] }
+
+        let idNeedles = pairedIds.count <= 64 ? pairedIds.map { Array($0.utf8) } : nil
+        var index = 0
+        file.forEachLine { line in
+            defer { index += 1 }
+            if let idNeedles, !idNeedles.contains(where: { line.contains(bytes: $0) }) { return }
+            if let record = AuditRecord(json: line), pairedIds.contains(record.id) { newest.add(record, index) }
+        }
+        return newest.records
     }
 
     /// Stops the shippers after letting them deliver what is queued, for at most about two seconds.
@@ -179,11 +207,9 @@ public final class AuditTrail: Sendable {
 
     /// Intents whose `id` has no outcome, in file order, each once.
     static func orphans(in records: [AuditRecord]) -> [AuditRecord] {
-        let answered = Set(records.filter { $0.event == .outcome }.map(\.id))
-        var seen = Set<String>()
-        return records.filter { record in
-            record.event == .intent && !answered.contains(record.id) && seen.insert(record.id).inserted
-        }
+        var scan = OrphanScan()
+        records.forEach { scan.add($0) }
+        return scan.orphans
     }
 
     private static func orphanMetadata(_ intent: AuditRecord) -> [(String, LogValue)] {
@@ -215,5 +241,77 @@ extension AuditQuery {
         if let since, record.time < since { return false }
         if let until, record.time > until { return false }
         return true
+    }
+}
+
+/// Intents without an outcome, found in one pass over the file: an outcome follows its intent, so only the intents
+/// still open are held, however long the file.
+struct OrphanScan {
+    private var open: [String: (order: Int, intent: AuditRecord)] = [:]
+    private var count = 0
+    private(set) var unreadableLines = 0
+
+    mutating func add(line: ArraySlice<UInt8>) {
+        guard let record = AuditRecord(json: line) else {
+            unreadableLines += 1
+            return
+        }
+        add(record)
+    }
+
+    mutating func add(_ record: AuditRecord) {
+        count += 1
+        switch record.event {
+        case .outcome:
+            open[record.id] = nil
+        case .intent:
+            if open[record.id] == nil { open[record.id] = (count, record) }
+        }
+    }
+
+    /// In file order.
+    var orphans: [AuditRecord] {
+        open.values.sorted { $0.order < $1.order }.map(\.intent)
+    }
+}
+
+/// The `limit` newest records seen, by time and then by place in the file, in bounded memory.
+struct NewestRecords {
+    let limit: Int
+    private var kept: [(record: AuditRecord, index: Int)] = []
+
+    init(limit: Int) {
+        self.limit = limit
+    }
+
+    mutating func add(_ record: AuditRecord, _ index: Int) {
+        kept.append((record, index))
+        if kept.count >= 2 * limit + 64 { trim() }
+    }
+
+    var records: [AuditRecord] {
+        var copy = self
+        copy.trim()
+        return copy.kept.map(\.record)
+    }
+
+    private mutating func trim() {
+        kept.sort { $0.record.time != $1.record.time ? $0.record.time > $1.record.time : $0.index > $1.index }
+        if kept.count > limit { kept.removeLast(kept.count - limit) }
+    }
+}
+
+extension ArraySlice<UInt8> {
+    /// Whether `needle` occurs in these bytes.
+    func contains(bytes needle: [UInt8]) -> Bool {
+        guard let first = needle.first, needle.count <= count else { return needle.isEmpty }
+        var position = startIndex
+        let last = endIndex - needle.count
+        while position <= last {
+            guard let found = self[position...last].firstIndex(of: first) else { return false }
+            if self[found..<(found + needle.count)].elementsEqual(needle) { return true }
+            position = found + 1
+        }
+        return false
     }
 }

@@ -165,7 +165,7 @@ public final class Gateway: HTTPHandler {
 
     /// The canonical surface: reads the caller's HTTP request, runs the operation, writes the canonical answer.
     private func route(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
-        if let answer = try serviceRoute(request) {
+        if let answer = try await serviceRoute(request) {
             return answer
         }
         if Self.isAzureSurface(request.path) {

@@ -151,7 +151,7 @@ extension Gateway {
     // MARK: Service routes
 
     /// Health, readiness, metrics and the audit search; nil for every other path.
-    func serviceRoute(_ request: HTTPRequest) throws(GatewayError) -> HTTPResponse? {
+    func serviceRoute(_ request: HTTPRequest) async throws(GatewayError) -> HTTPResponse? {
         let path = request.path
         guard ["/healthz", "/readyz", "/metrics", "/v1/audit"].contains(path) else { return nil }
         // HEAD gets the GET answer; the HTTP server leaves the body out.
@@ -172,7 +172,7 @@ extension Gateway {
                 body: metrics.render())
         default:
             let query = try Self.auditQuery(request)
-            let records = audit.search(query)
+            let records = await audit.search(query)
             var writer = JSONWriter(capacity: 512 * (records.count + 1))
             writer.beginObject()
             writer.key("records")
