@@ -185,6 +185,49 @@ struct GatewayClientLimitsTests {
         }
     }
 
+    /// Headers that give a body's length two ways (RFC 9112, section 6.3), whose leftover bytes a server reading
+    /// the other way would take for a second request: here a removal smuggled behind a create.
+    static let ambiguousFraming: [(headers: String, label: String)] = [
+        ("Content-Length: {length}\r\nTransfer-Encoding: chunked\r\n", "a length and chunked"),
+        ("Content-Length: {length}\r\nContent-Length: 5\r\n", "two lengths"),
+        ("Transfer-Encoding: gzip, chunked\r\n", "an unknown coding"),
+        ("Transfer-Encoding: identity\r\nContent-Length: {length}\r\n", "a coding and a length"),
+    ]
+
+    @Test(arguments: ambiguousFraming.map(\.label))
+    func aBodyFramedTwoWaysIsRefusedAndNothingIsSmuggled(label: String) async throws {
+        let framing = try #require(Self.ambiguousFraming.first { $0.label == label }).headers
+        try await withDemo { demo in
+            let credentials =
+                "Authorization: Bearer demo-service-token\r\nx-api-key: demo-client\r\n"
+                + "x-gw-ims-org-id: azure-demo@AdobeOrg\r\n"
+            let smuggled = "DELETE /v1/system/jobs/smuggled-job HTTP/1.1\r\nHost: x\r\n\(credentials)\r\n"
+            let body = "0\r\n\r\n" + smuggled
+            let head =
+                "POST /v1/system/jobs HTTP/1.1\r\nHost: x\r\n\(credentials)Content-Type: application/json\r\n"
+                + framing.replacingOccurrences(of: "{length}", with: String(body.utf8.count)) + "\r\n"
+
+            // The server must answer once and close: a kept connection would read the rest as the next request.
+            let raw = try await offPool {
+                try RawHTTPClient(port: demo.gatewayPort).roundTrip(Array((head + body).utf8))
+            }
+            let text = String(decoding: raw, as: UTF8.self)
+            #expect(text.components(separatedBy: "HTTP/1.1 ").count == 2, "exactly one answer: \(text)")
+            let answer = try RawHTTPClient.parse(raw)
+            let problem = try answer.expectProblem(status: 400, type: "/problems/invalid-header")
+            #expect(problem.string("detail")?.contains("send") == true)
+            #expect(answer.header("Connection")?.lowercased() == "close")
+
+            #expect(!demo.azure.receivedRequests.contains { $0.method == "DELETE" || $0.method == "POST" })
+            try await poll(for: 30, "the refused create is recorded") {
+                ((try? demo.auditRecords()) ?? []).contains {
+                    $0.outcome == .refused && $0.status == 400 && $0.problemType == "/problems/invalid-header"
+                }
+            }
+            #expect(!(try demo.auditRecords()).contains { $0.action == .removeJob })
+        }
+    }
+
     @Test func theConnectionCapIsAProblemWithRetryAfter() async throws {
         try await withDemo(configure: { $0.clientLimits.maxConnections = 2 }) { demo in
             let held = try (0..<2).map { _ in try SlowClient(port: demo.gatewayPort) }

@@ -16,6 +16,11 @@ public struct HTTPHeaders: Sendable, Equatable, Sequence {
         return nil
     }
 
+    /// Every value of `name`, in arrival order.
+    public func values(for name: String) -> [String] {
+        fields.filter { $0.name.equalsIgnoringASCIICase(name) }.map(\.value)
+    }
+
     public mutating func add(_ name: String, _ value: String) {
         fields.append((name: name, value: value))
     }

@@ -59,6 +59,10 @@ public enum ServerRefusal: Sendable, Equatable {
     case targetTooLong(limit: Int)
     /// The headers add up to more than `maxHeaderBytes`.
     case headersTooLarge(limit: Int)
+    /// A header that makes the request's length ambiguous (two lengths, a length and a transfer coding, an unknown
+    /// coding): answered and the connection closed, since what follows cannot be trusted to
+    /// be the next request.
+    case malformedHeader(name: String, reason: String)
     /// More connections are open than `connectionLimit`; this one is closed after the answer.
     case tooManyConnections(limit: Int)
     /// Stopping: the request was not given to the handler.
@@ -72,6 +76,7 @@ public enum ServerRefusal: Sendable, Equatable {
         case .bodyTooLarge: 413
         case .targetTooLong: 414
         case .headersTooLarge: 431
+        case .malformedHeader: 400
         case .tooManyConnections, .shuttingDown, .interrupted: 503
         }
     }
@@ -82,6 +87,7 @@ public enum ServerRefusal: Sendable, Equatable {
         case .targetTooLong(let limit): "The request target is longer than \(limit) bytes; shorten the path or query."
         case .headersTooLarge(let limit):
             "The request headers add up to more than \(limit) bytes; send fewer or shorter ones."
+        case .malformedHeader(let name, let reason): "The \(name) header \(reason)."
         case .tooManyConnections(let limit):
             "The server already has \(limit) connections open; retry in a moment, reusing one connection."
         case .shuttingDown: "The server is shutting down; retry the request."
@@ -443,14 +449,36 @@ private final class ServerCore: @unchecked Sendable {
         if watches.withLock({ $0.count }) > configuration.connectionLimit {
             return .tooManyConnections(limit: configuration.connectionLimit)
         }
+        return Self.framingRefusal(context.headers)
+    }
+
+    /// Headers that would let a request be read two ways (RFC 9112, section 6.3): the server reads the body one
+    /// way, and something in front of it or behind it could read it another, smuggling a request in the rest.
+    static func framingRefusal(_ headers: HTTPHeaders) -> ServerRefusal? {
+        let lengths = headers.values(for: "Content-Length")
+        let codings = headers.values(for: "Transfer-Encoding")
+        if lengths.count > 1 {
+            return .malformedHeader(name: "Content-Length", reason: "is given more than once; send it once")
+        }
+        guard !codings.isEmpty else { return nil }
+        if !lengths.isEmpty {
+            return .malformedHeader(
+                name: "Transfer-Encoding", reason: "comes with a Content-Length; send one of the two, not both")
+        }
+        guard codings.count == 1, codings[0].lowercased() == "chunked" else {
+            return .malformedHeader(
+                name: "Transfer-Encoding",
+                reason: "names a coding the gateway does not take; send the body with Content-Length or chunked")
+        }
         return nil
     }
 
     private func refuse(_ refusal: ServerRefusal, _ context: RequestContext) -> MHD_Result {
         context.refusal = refusal
         var response = errorResponse(refusal, context.headers)
-        if case .tooManyConnections = refusal {
-            response.headers.set("Connection", "close")
+        switch refusal {
+        case .tooManyConnections, .malformedHeader: response.headers.set("Connection", "close")
+        default: break
         }
         return queue(response, for: context)
     }
