@@ -177,6 +177,28 @@ struct SimulatorFaultTests {
         }
     }
 
+    /// Azure answers a removal 200 with an empty body; a page or unreadable text in its place does not say the job
+    /// is gone, and the caller must not be told it is.
+    @Test(arguments: [SimulatedFault.htmlPage(status: 200), .malformedJSON])
+    func aRemovalAnsweredWithAnUnreadableBodyIsNotReportedDone(fault: SimulatedFault) async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            let id = try #require(try await caller.createDatasetDelete("5c8c3c555033b814b69f9a10").string("id"))
+            demo.azure.faults.inject(fault, times: 1, method: "DELETE")
+
+            let response = try await caller.remove(id)
+            let problem = try response.expectProblem(status: 502, type: "/problems/upstream-malformed")
+            #expect(problem.string("detail")?.contains("list the jobs") == true)
+            #expect(Self.jobsCalls(demo.azure, method: "DELETE") == 1, "a removal is never repeated")
+            #expect(try await caller.get(id).status == 200, "the job is still there")
+            try await poll(for: 30, "the removal's outcome is recorded as failed") {
+                ((try? demo.auditRecords()) ?? []).contains {
+                    $0.action == .removeJob && $0.outcome == .failed && $0.upstreamStatus == 200
+                }
+            }
+        }
+    }
+
     @Test func aSlowPlatformTimesOut() async throws {
         try await withDemo(configure: { $0.upstreamTimeoutSeconds = 0.3 }) { demo in
             demo.azure.faults.inject(.slow(seconds: 1), times: 1, method: "GET")

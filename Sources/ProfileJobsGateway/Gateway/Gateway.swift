@@ -290,7 +290,20 @@ public final class Gateway: HTTPHandler {
         }
         let call = try await prepareCall(request, requestId: requestId)
 
-        _ = try await send(call, method: "DELETE", path: "/" + id)
+        let answer = try await send(call, method: "DELETE", path: "/" + id)
+        // Azure answers a removal 200 with an empty body. A load balancer's page or unreadable text in its place is
+        // not that answer, and the job may well still be there.
+        let readable =
+            switch UpstreamJSON.opening(of: answer.body) {
+            case .empty: true
+            case .object, .array: JSONValue.parse(answer.body) != nil
+            case .other: false
+            }
+        guard readable else {
+            throw .upstreamMalformed(
+                cloud: call.route.cloud,
+                reason: "the removal was answered \(answer.status) with a body that is neither empty nor JSON")
+        }
     }
 
     // MARK: Lists

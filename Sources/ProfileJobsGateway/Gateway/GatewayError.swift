@@ -171,14 +171,15 @@ extension GatewayError {
                 status: detail.status,
                 detail: "The \(cloud.displayName) platform answered HTTP \(detail.status)" + Self.quoted(detail.message)
                     + ": it is limiting the rate of calls. Slow down and retry after "
-                    + (retryAfter.map { "\($0) seconds" } ?? "a while") + ".",
+                    + (retryAfter.map(Self.seconds) ?? "a while") + ".",
                 upstream: detail, headers: retryAfter.map { [("Retry-After", String($0))] } ?? [])
 
         case .upstreamFailed(let cloud, let detail):
             return Problem(
                 type: "/problems/upstream-error", title: "The \(cloud.displayName) platform failed", status: 502,
                 detail: "The \(cloud.displayName) platform answered HTTP \(detail.status)"
-                    + Self.quoted(detail.message) + ". Retry later; if it persists, report the upstream request id.",
+                    + Self.quoted(detail.message) + ". Retry later; if it persists, report the upstream request id. "
+                    + Self.mayHaveHappened,
                 upstream: detail)
 
         case .upstreamUnavailable(let cloud, let detail, let retryAfter):
@@ -186,7 +187,7 @@ extension GatewayError {
                 type: "/problems/upstream-unavailable", title: "The \(cloud.displayName) platform is unavailable",
                 status: 503,
                 detail: "The \(cloud.displayName) platform answered 503" + Self.quoted(detail.message)
-                    + ". Retry after \(retryAfter.map { "\($0) seconds" } ?? "a while").",
+                    + ". Retry after \(retryAfter.map(Self.seconds) ?? "a while"). " + Self.mayHaveHappened,
                 upstream: detail, headers: retryAfter.map { [("Retry-After", String($0))] } ?? [])
 
         case .upstreamUnreachable(let cloud, let reason):
@@ -226,7 +227,7 @@ extension GatewayError {
                 title: "The gateway has stopped calling the \(cloud.displayName) platform for now", status: 503,
                 detail: "Calls to the \(cloud.displayName) platform kept failing (errors, timeouts or broken "
                     + "connections), so the gateway stops sending it calls for a while and nothing was sent. Retry "
-                    + "after \(retryAfter) seconds; if it persists, the platform or the gateway's route to it needs "
+                    + "after \(Self.seconds(retryAfter)); if it persists, the platform or the gateway's route to it needs "
                     + "attention.",
                 headers: [("Retry-After", String(retryAfter))])
 
@@ -315,6 +316,15 @@ extension GatewayError {
     }
 
     /// The upstream's message as a clause; the caller's sentence supplies the full stop.
+    /// A platform that failed may still have acted on what it was sent, and a repeated create starts a second
+    /// deletion.
+    private static let mayHaveHappened =
+        "A create or a removal answered this way may have been carried out: list the jobs before retrying one."
+
+    private static func seconds(_ count: Int) -> String {
+        count == 1 ? "1 second" : "\(count) seconds"
+    }
+
     private static func quoted(_ message: String?) -> String {
         guard var message, !message.isEmpty else { return "" }
         while let last = message.last, last == "." || last == " " {
