@@ -219,6 +219,14 @@ import Testing
         ),
         (#"{"listen": {"host": "localhost"}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "listen.host"),
         (#"{"upstream": {"caBundle": ""}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "upstream.caBundle"),
+        (
+            #"{"upstream": {"caBundle": "/etc/passwd"}, "organizations": {\#(org): {"cloud": "aws"}}}"#,
+            "upstream.caBundle"
+        ),
+        (
+            #"{"organizations": {\#(org): {"cloud": "aws", "baseURL": "https://user:secret@platform.adobe.io"}}}"#,
+            "organizations.a@AdobeOrg.baseURL"
+        ),
         (#"{"upstream": {"retries": 3}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "upstream.retries"),
         (#"{"upstream": {"retries": -1}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "upstream.retries"),
         (#"{"upstream": {"retries": 1.5}, "organizations": {\#(org): {"cloud": "aws"}}}"#, "upstream.retries"),

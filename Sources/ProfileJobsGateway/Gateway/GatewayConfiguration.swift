@@ -165,8 +165,16 @@ extension GatewayConfiguration {
             configuration.upstreamTimeoutSeconds =
                 try upstream.seconds("timeoutSeconds", in: totalTimeouts) ?? configuration.upstreamTimeoutSeconds
             configuration.caBundlePath = try upstream.string("caBundle")
-            if let path = configuration.caBundlePath, access(path, R_OK) != 0 {
-                throw ConfigurationError(key: upstream.path("caBundle"), problem: "'\(path)' is not a readable file")
+            if let path = configuration.caBundlePath {
+                guard let bundle = FileManager.default.contents(atPath: path) else {
+                    throw ConfigurationError(
+                        key: upstream.path("caBundle"), problem: "'\(path)' is not a readable file")
+                }
+                // Caught at start rather than as a 502 on every call that names the local path.
+                guard String(decoding: bundle, as: UTF8.self).contains("-----BEGIN CERTIFICATE-----") else {
+                    throw ConfigurationError(
+                        key: upstream.path("caBundle"), problem: "'\(path)' holds no PEM certificate")
+                }
             }
             configuration.upstreamPolicy = try parsePolicy(upstream)
         }
@@ -255,6 +263,11 @@ extension GatewayConfiguration {
                     key: object.path("baseURL"),
                     problem:
                         "'\(baseURL)' is not an http(s) URL without query or fragment, like https://platform.adobe.io")
+            }
+            // Credentials travel with each caller's headers; a user and password in the URL would go with every call.
+            guard !trimmed.contains("@"), !trimmed.unicodeScalars.contains(where: { $0.value <= 0x20 }) else {
+                throw ConfigurationError(
+                    key: object.path("baseURL"), problem: "'\(baseURL)' holds a user, a password or whitespace")
             }
             route.baseURL = trimmed
         }
