@@ -79,6 +79,7 @@ import UpstreamSimulators
                 #expect(outcome?.outcome == .refused)
                 #expect(outcome?.status == 501)
                 #expect(outcome?.problemType == "/problems/operation-not-supported")
+                #expect(outcome?.sandboxName == "prod", "nothing was sent, and the default sandbox is recorded")
             }
         }
     }
@@ -231,6 +232,12 @@ import UpstreamSimulators
                 status: 400, type: "/problems/invalid-query")
             try await client.sendOffPool("GET", "/v1/audit?since=yesterday").expectProblem(
                 status: 400, type: "/problems/invalid-query")
+            for impossible in ["2026-02-30T07:55:00Z", "2026-12-03T24:00:00Z", "2026-13-01T00:00:00Z"] {
+                try await client.sendOffPool("GET", "/v1/audit?until=" + impossible).expectProblem(
+                    status: 400, type: "/problems/invalid-query")
+            }
+            let lowerCase = try await client.sendOffPool("GET", "/v1/audit?since=2999-01-01t00:00:00z")
+            #expect((try lowerCase.jsonObject()["records"] as? [Any])?.isEmpty == true, "RFC 3339 allows t and z")
             try await client.sendOffPool("GET", "/v1/audit?limit=0").expectProblem(
                 status: 400, type: "/problems/invalid-query")
             try await client.sendOffPool("DELETE", "/v1/audit").expectProblem(

@@ -188,7 +188,11 @@ extension AuditRecord {
     }
 
     public static func parseTime(_ text: String) -> Date? {
-        (try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
+        // The dialects' strict reader decides what is a real RFC 3339 time (Foundation's rolls February 30 into
+        // March); Foundation's, given the upper-case T and Z it insists on, turns it into an instant.
+        guard RFC3339Stamp(Array(text.utf8)) != nil else { return nil }
+        let text = text.uppercased()
+        return (try? Date(text, strategy: Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
             ?? (try? Date(text, strategy: Date.ISO8601FormatStyle()))
     }
 }

@@ -285,6 +285,11 @@ public final class Gateway: HTTPHandler {
         let organization = try Self.organization(request, in: configuration)
         CallContext.current?.update { ($0.orgId, $0.cloud) = (organization.orgId, organization.cloud) }
         if organization.cloud == .aws {
+            // Nothing is sent, but the trail still says which sandbox the refused removal was for.
+            let givenId = request.headers["x-sandbox-id"]
+            let name = request.headers["x-sandbox-name"] ?? (givenId == nil ? organization.defaultSandbox : nil)
+            let sandbox = SandboxRef(name: name, id: givenId ?? name.flatMap { organization.sandboxes[$0] })
+            CallContext.current?.update { $0.sandbox = sandbox }
             // The removal's own path is where the job is looked up, on whichever surface was called.
             throw .removalNotSupported(orgId: organization.orgId, jobId: id, lookupPath: request.path)
         }

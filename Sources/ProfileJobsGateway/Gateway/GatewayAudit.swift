@@ -209,8 +209,11 @@ extension Gateway {
             }
         }
         if let orgId = request.queryValue("orgId") {
-            guard !orgId.isEmpty, orgId.utf8.count <= 256, orgId.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
-                throw .invalidQuery(parameter: "orgId", reason: "must be an organization id like 1234@AdobeOrg")
+            // Any value the trail may hold: organizations are recorded as asked, cut to 256 bytes.
+            guard !orgId.isEmpty, orgId.utf8.count <= 256, !orgId.unicodeScalars.contains(where: { $0.value < 0x20 })
+            else {
+                throw .invalidQuery(
+                    parameter: "orgId", reason: "must be an organization id like 1234@AdobeOrg, at most 256 bytes")
             }
             query.orgId = orgId
         }
