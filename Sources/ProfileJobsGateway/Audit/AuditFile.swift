@@ -85,9 +85,23 @@ final class AuditFile: Sendable {
     /// Opens the path anew (logrotate moved the old file away); on failure the old file keeps taking records.
     func reopen() throws(AuditWriteError) {
         let result: Result<Void, AuditWriteError> = queue.sync {
-            Result { () throws(AuditWriteError) in try replaceDescriptor() }
+            Result { () throws(AuditWriteError) in
+                // A SIGHUP that only reloads the configuration finds the path still naming the open file; opening it
+                // again would collide with this process's own lock.
+                guard !pathNamesOpenFile() else { return }
+                try replaceDescriptor()
+            }
         }
         try result.get()
+    }
+
+    /// Whether the path still leads to the file the descriptor has open (same device and inode).
+    private func pathNamesOpenFile() -> Bool {
+        var open = stat()
+        var named = stat()
+        let fd = state.withLock { $0.fd }
+        return fstat(fd, &open) == 0 && stat(path, &named) == 0 && open.st_dev == named.st_dev
+            && open.st_ino == named.st_ino
     }
 
     /// Opens the path and swaps the new descriptor in; only on `queue` (or before anything else can append).

@@ -119,7 +119,8 @@ public final class AuditTrail: Sendable {
         try result.get()
     }
 
-    /// Opens the file at the path anew (on SIGHUP, after logrotate moved it away): later records go to a new file.
+    /// Opens the file at the path anew (on SIGHUP, after logrotate moved it away): later records go to a new file. When
+    /// the path still names the open file, it stays open.
     public func reopen() throws(AuditWriteError) {
         try file.reopen()
     }
