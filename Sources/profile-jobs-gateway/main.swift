@@ -15,7 +15,9 @@ let usage = """
       profile-jobs-gateway simulate [--host ADDRESS] [--azure-port N] [--aws-port N] [--aws-list-shape array|paged]
           Starts only the simulated Azure and AWS platforms (free ports unless given) and prints their addresses
           as one JSON line, for soak and benchmark runs that put a gateway of their own in front.
-    SIGHUP reopens the audit file (after logrotate moved it); SIGINT or SIGTERM stops, letting calls finish.
+    SIGHUP reopens the audit file (after logrotate moved it) and, for serve, reloads the configuration file: routing,
+    sandboxes and timeouts change for new calls, a file that is not valid is refused and the running one stays.
+    SIGINT or SIGTERM stops, letting calls finish.
     """
 
 /// Blocks the stop and reopen signals on every thread, so the main thread can wait for them with sigwait.
@@ -29,8 +31,8 @@ func blockSignals() -> sigset_t {
     return signals
 }
 
-/// Waits for SIGINT or SIGTERM; each SIGHUP on the way reopens the audit file.
-func waitForStopSignal(_ signals: sigset_t, audit: AuditTrail, logger: Logger) {
+/// Waits for SIGINT or SIGTERM; each SIGHUP on the way reopens the audit file, then runs `onHangUp`.
+func waitForStopSignal(_ signals: sigset_t, audit: AuditTrail, logger: Logger, onHangUp: () -> Void = {}) {
     var signals = signals
     while true {
         var received: Int32 = 0
@@ -42,6 +44,7 @@ func waitForStopSignal(_ signals: sigset_t, audit: AuditTrail, logger: Logger) {
         } catch {
             logger.error("audit file not reopened", [("error", .string(error.description))])
         }
+        onHangUp()
     }
 }
 
@@ -169,19 +172,22 @@ func runSimulate(_ arguments: [String]) {
     platforms.stop()
 }
 
-func runServe(_ arguments: [String]) {
-    let signals = blockSignals()
-    guard let path = option("--config", in: arguments) else { fail("serve needs --config FILE\n\n\(usage)") }
+/// The configuration file named by `--config`, or the end of the process with the reason.
+func configuration(for command: String, _ arguments: [String]) -> (path: String, GatewayConfiguration) {
+    guard let path = option("--config", in: arguments) else { fail("\(command) needs --config FILE\n\n\(usage)") }
     guard let contents = FileManager.default.contents(atPath: path) else {
         fail("Cannot read the configuration file '\(path)'.")
     }
-
-    let configuration: GatewayConfiguration
     do {
-        configuration = try GatewayConfiguration.parse(Array(contents))
+        return (path, try GatewayConfiguration.parse(Array(contents)))
     } catch {
         fail("The configuration '\(path)' is not valid: \(error)")
     }
+}
+
+func runServe(_ arguments: [String]) {
+    let signals = blockSignals()
+    let (path, configuration) = configuration(for: "serve", arguments)
 
     let logger = Logger(label: "gateway")
     var transportConfiguration = CurlTransport.Configuration()
@@ -210,12 +216,15 @@ func runServe(_ arguments: [String]) {
             ("audit.file", .string(configuration.audit.filePath)),
         ])
 
-    waitForStopSignal(signals, audit: audit, logger: logger)
+    waitForStopSignal(signals, audit: audit, logger: logger) {
+        gateway.reloadConfiguration(from: path)
+    }
     gateway.beginShutdown()
-    logger.info(
-        "not ready; stopping", [("readiness.delay.seconds", .double(configuration.shutdownReadinessDelaySeconds))])
-    usleep(UInt32(configuration.shutdownReadinessDelaySeconds * 1_000_000))
-    let grace = GatewayServer.drainGrace(configuration)
+    // A reload may have changed the delay and the timeouts the drain waits for.
+    let readinessDelay = gateway.configuration.shutdownReadinessDelaySeconds
+    logger.info("not ready; stopping", [("readiness.delay.seconds", .double(readinessDelay))])
+    usleep(UInt32(readinessDelay * 1_000_000))
+    let grace = gateway.drainGrace
     logger.info("draining", [("grace.seconds", .int(Int(grace.components.seconds)))])
     server.stop(grace: grace)
     transport.shutdown()
