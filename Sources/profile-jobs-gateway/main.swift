@@ -12,6 +12,11 @@ let usage = """
           by default).
       profile-jobs-gateway serve --config FILE
           Runs the gateway against the upstreams the configuration file names.
+      profile-jobs-gateway check-config --config FILE
+          Reads the configuration file as serve does; exits 0 when it is valid, 2 with the reason when not.
+      profile-jobs-gateway healthcheck [--config FILE] [--host ADDRESS] [--port N] [--path /healthz]
+          Asks a running gateway's /healthz (at the configuration's listen address, else 127.0.0.1:8080); exits 0
+          when it answers 200 and 1 otherwise, for container health checks.
       profile-jobs-gateway simulate [--host ADDRESS] [--azure-port N] [--aws-port N] [--aws-list-shape array|paged]
           Starts only the simulated Azure and AWS platforms (free ports unless given) and prints their addresses
           as one JSON line, for soak and benchmark runs that put a gateway of their own in front.
@@ -185,6 +190,52 @@ func configuration(for command: String, _ arguments: [String]) -> (path: String,
     }
 }
 
+/// Also says how long a stop may take, which a service manager's stop timeout must exceed.
+func runCheckConfig(_ arguments: [String]) {
+    let (path, configuration) = configuration(for: "check-config", arguments)
+    let delay = configuration.shutdownReadinessDelaySeconds
+    let drain = Double(GatewayServer.drainGrace(configuration).components.seconds)
+    let summary =
+        "The configuration '\(path)' is valid: \(configuration.organizations.count) organization(s), listening on "
+        + "\(configuration.host) port \(configuration.port), audit file \(configuration.audit.filePath)."
+    let stop =
+        "A stop takes up to \(seconds(delay + drain)) s (readiness delay \(seconds(delay)) s, drain up to "
+        + "\(seconds(drain)) s)."
+    say(summary + " " + stop)
+}
+
+/// Whole seconds without a fraction, others as they are.
+func seconds(_ value: Double) -> String {
+    value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
+}
+
+/// Exits 0 when the gateway answers 200, 1 otherwise (the exit codes container health checks read).
+func runHealthCheck(_ arguments: [String]) -> Never {
+    var host = "127.0.0.1"
+    var listening: UInt16 = 8080
+    if option("--config", in: arguments) != nil {
+        let (_, configuration) = configuration(for: "healthcheck", arguments)
+        host = HealthProbe.probeHost(forListening: configuration.host)
+        listening = configuration.port
+    }
+    host = option("--host", in: arguments) ?? host
+    if option("--port", in: arguments) != nil {
+        listening = port("--port", in: arguments)
+    }
+    let path = option("--path", in: arguments) ?? "/healthz"
+    do {
+        let status = try HealthProbe.status(host: host, port: listening, path: path)
+        guard status == 200 else {
+            say("unhealthy: \(path) at \(host) port \(listening) answered \(status)", to: 2)
+            exit(1)
+        }
+        exit(0)
+    } catch {
+        say("unhealthy: \(error)", to: 2)
+        exit(1)
+    }
+}
+
 func runServe(_ arguments: [String]) {
     let signals = blockSignals()
     let (path, configuration) = configuration(for: "serve", arguments)
@@ -242,6 +293,8 @@ switch arguments.first {
 case "demo": runDemo(Array(arguments.dropFirst()))
 case "serve": runServe(Array(arguments.dropFirst()))
 case "simulate": runSimulate(Array(arguments.dropFirst()))
+case "check-config": runCheckConfig(Array(arguments.dropFirst()))
+case "healthcheck": runHealthCheck(Array(arguments.dropFirst()))
 case "-h", "--help", "help": say(usage)
 default: fail(usage)
 }
