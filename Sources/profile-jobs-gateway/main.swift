@@ -12,10 +12,17 @@ let usage = """
           by default).
       profile-jobs-gateway serve --config FILE
           Runs the gateway against the upstreams the configuration file names.
+      profile-jobs-gateway check-config --config FILE
+          Reads the configuration file as serve does; exits 0 when it is valid, 2 with the reason when not.
+      profile-jobs-gateway healthcheck [--config FILE] [--host ADDRESS] [--port N] [--path /healthz]
+          Asks a running gateway's /healthz (at the configuration's listen address, else 127.0.0.1:8080); exits 0
+          when it answers 200 and 1 otherwise, for container health checks.
       profile-jobs-gateway simulate [--host ADDRESS] [--azure-port N] [--aws-port N] [--aws-list-shape array|paged]
           Starts only the simulated Azure and AWS platforms (free ports unless given) and prints their addresses
           as one JSON line, for soak and benchmark runs that put a gateway of their own in front.
-    SIGHUP reopens the audit file (after logrotate moved it); SIGINT or SIGTERM stops, letting calls finish.
+    SIGHUP reopens the audit file (after logrotate moved it) and, for serve, reloads the configuration file: routing,
+    sandboxes and timeouts change for new calls, a file that is not valid is refused and the running one stays.
+    SIGINT or SIGTERM stops, letting calls finish.
     """
 
 /// Blocks the stop and reopen signals on every thread, so the main thread can wait for them with sigwait.
@@ -29,8 +36,8 @@ func blockSignals() -> sigset_t {
     return signals
 }
 
-/// Waits for SIGINT or SIGTERM; each SIGHUP on the way reopens the audit file.
-func waitForStopSignal(_ signals: sigset_t, audit: AuditTrail, logger: Logger) {
+/// Waits for SIGINT or SIGTERM; each SIGHUP on the way reopens the audit file, then runs `onHangUp`.
+func waitForStopSignal(_ signals: sigset_t, audit: AuditTrail, logger: Logger, onHangUp: () -> Void = {}) {
     var signals = signals
     while true {
         var received: Int32 = 0
@@ -45,6 +52,7 @@ func waitForStopSignal(_ signals: sigset_t, audit: AuditTrail, logger: Logger) {
         } catch {
             logger.error("audit file not reopened", [("error", .string(error.description))])
         }
+        onHangUp()
     }
 }
 
@@ -189,14 +197,64 @@ func runSimulate(_ arguments: [String]) {
     platforms.stop()
 }
 
-func runServe(_ arguments: [String]) {
-    let signals = blockSignals()
-    guard let path = option("--config", in: arguments) else { fail("serve needs --config FILE\n\n\(usage)") }
-    let configuration: GatewayConfiguration
+/// The configuration file named by `--config`, or the end of the process with the reason.
+func configuration(for command: String, _ arguments: [String]) -> (path: String, GatewayConfiguration) {
+    guard let path = option("--config", in: arguments) else { fail("\(command) needs --config FILE\n\n\(usage)") }
     switch readConfiguration(at: path) {
-    case .success(let read): configuration = read
+    case .success(let configuration): return (path, configuration)
     case .failure(let problem): fail(problem.message)
     }
+}
+
+/// Also says how long a stop may take, which a service manager's stop timeout must exceed.
+func runCheckConfig(_ arguments: [String]) {
+    let (path, configuration) = configuration(for: "check-config", arguments)
+    let delay = configuration.shutdownReadinessDelaySeconds
+    let drain = Double(GatewayServer.drainGrace(configuration).components.seconds)
+    let summary =
+        "The configuration '\(path)' is valid: \(configuration.organizations.count) organization(s), listening on "
+        + "\(configuration.host) port \(configuration.port), audit file \(configuration.audit.filePath)."
+    let stop =
+        "A stop takes up to \(seconds(delay + drain)) s (readiness delay \(seconds(delay)) s, drain up to "
+        + "\(seconds(drain)) s)."
+    say(summary + " " + stop)
+}
+
+/// Whole seconds without a fraction, others as they are.
+func seconds(_ value: Double) -> String {
+    value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
+}
+
+/// Exits 0 when the gateway answers 200, 1 otherwise (the exit codes container health checks read).
+func runHealthCheck(_ arguments: [String]) -> Never {
+    var host = "127.0.0.1"
+    var listening: UInt16 = 8080
+    if option("--config", in: arguments) != nil {
+        let (_, configuration) = configuration(for: "healthcheck", arguments)
+        host = HealthProbe.probeHost(forListening: configuration.host)
+        listening = configuration.port
+    }
+    host = option("--host", in: arguments) ?? host
+    if option("--port", in: arguments) != nil {
+        listening = port("--port", in: arguments)
+    }
+    let path = option("--path", in: arguments) ?? "/healthz"
+    do {
+        let status = try HealthProbe.status(host: host, port: listening, path: path)
+        guard status == 200 else {
+            say("unhealthy: \(path) at \(host) port \(listening) answered \(status)", to: 2)
+            exit(1)
+        }
+        exit(0)
+    } catch {
+        say("unhealthy: \(error)", to: 2)
+        exit(1)
+    }
+}
+
+func runServe(_ arguments: [String]) {
+    let signals = blockSignals()
+    let (path, configuration) = configuration(for: "serve", arguments)
 
     let logger = Logger(label: "gateway")
     var transportConfiguration = CurlTransport.Configuration()
@@ -225,12 +283,15 @@ func runServe(_ arguments: [String]) {
             ("audit.file", .string(configuration.audit.filePath)),
         ])
 
-    waitForStopSignal(signals, audit: audit, logger: logger)
+    waitForStopSignal(signals, audit: audit, logger: logger) {
+        gateway.reloadConfiguration(from: path)
+    }
     gateway.beginShutdown()
-    logger.info(
-        "not ready; stopping", [("readiness.delay.seconds", .double(configuration.shutdownReadinessDelaySeconds))])
-    usleep(UInt32(configuration.shutdownReadinessDelaySeconds * 1_000_000))
-    let grace = GatewayServer.drainGrace(configuration)
+    // A reload may have changed the delay and the timeouts the drain waits for.
+    let readinessDelay = gateway.configuration.shutdownReadinessDelaySeconds
+    logger.info("not ready; stopping", [("readiness.delay.seconds", .double(readinessDelay))])
+    usleep(UInt32(readinessDelay * 1_000_000))
+    let grace = gateway.drainGrace
     logger.info("draining", [("grace.seconds", .int(Int(grace.components.seconds)))])
     server.stop(grace: grace)
     transport.shutdown()
@@ -248,6 +309,8 @@ switch arguments.first {
 case "demo": runDemo(Array(arguments.dropFirst()))
 case "serve": runServe(Array(arguments.dropFirst()))
 case "simulate": runSimulate(Array(arguments.dropFirst()))
+case "check-config": runCheckConfig(Array(arguments.dropFirst()))
+case "healthcheck": runHealthCheck(Array(arguments.dropFirst()))
 case "-h", "--help", "help": say(usage)
 default: fail(usage)
 }

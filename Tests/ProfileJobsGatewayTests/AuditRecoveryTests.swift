@@ -4,63 +4,6 @@ import Testing
 
 /// The gateway as an operator runs it (`serve`), killed between forwarding a deletion and answering it.
 @Suite struct AuditRecoveryTests {
-    /// A `serve` process with its own configuration, audit file and log.
-    final class ServedGateway: Sendable {
-        let port: UInt16
-        let directory: URL
-        let child: ChildProcess
-        /// Each start logs to a file of its own, so what one start reported is not read as another's.
-        let logFile: String
-
-        var auditFile: String { directory.appendingPathComponent("audit.jsonl").path }
-        var log: String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
-
-        /// Starts `serve` routing one Azure organization to `upstreamPort`, and waits until it answers /healthz.
-        init(directory: URL, upstreamPort: UInt16) async throws {
-            self.directory = directory
-            let logFile = directory.appendingPathComponent("gateway-\(UUID().uuidString).log").path
-            self.logFile = logFile
-            var started: (UInt16, ChildProcess)?
-            for _ in 0..<5 where started == nil {
-                let port = try freePort()
-                let configuration = """
-                    {"listen": {"host": "127.0.0.1", "port": \(port)},
-                     "upstream": {"timeoutSeconds": 120},
-                     "shutdown": {"readinessDelaySeconds": 0.5},
-                     "audit": {"file": "\(directory.appendingPathComponent("audit.jsonl").path)"},
-                     "organizations": {"azure@AdobeOrg": {"cloud": "azure", "baseURL": "http://127.0.0.1:\(upstreamPort)"}}}
-                    """
-                let file = directory.appendingPathComponent("gateway.json")
-                try Data(configuration.utf8).write(to: file)
-                let child = try ChildProcess(
-                    try ExecutableTests.executable().path, ["serve", "--config", file.path],
-                    stderr: .file(logFile))
-                if try await Self.answers(port: port, child: child) {
-                    started = (port, child)
-                } else {
-                    child.terminate()
-                }
-            }
-            let (port, child) = try #require(started, "serve did not start")
-            self.port = port
-            self.child = child
-        }
-
-        /// Polls /healthz until it answers, or the process ends (its port was taken meanwhile).
-        private static func answers(port: UInt16, child: ChildProcess) async throws -> Bool {
-            try await withDeadline(60) {
-                while true {
-                    if (try? await RawHTTPClient(port: port, timeout: 5).sendOffPool("GET", "/healthz"))?.status == 200
-                    {
-                        return true
-                    }
-                    if child.exitStatus != nil { return false }
-                    try await Task.sleep(for: .milliseconds(50))
-                }
-            }
-        }
-    }
-
     @Test func aDeletionCutOffByACrashIsReportedAtTheNextStart() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "audit-crash-\(UUID().uuidString)")
@@ -161,9 +104,19 @@ extension AuditRecoveryTests {
     }
 }
 
-extension AuditRecoveryTests.ServedGateway {
-    func signal(_ signal: Int32) {
-        child.signal(signal)
+extension ServedGateway {
+    /// `serve` routing one Azure organization to `upstreamPort`, with a long upstream timeout.
+    convenience init(directory: URL, upstreamPort: UInt16) async throws {
+        let auditFile = directory.appendingPathComponent("audit.jsonl").path
+        try await self.init(directory: directory) { port in
+            """
+            {"listen": {"host": "127.0.0.1", "port": \(port)},
+             "upstream": {"timeoutSeconds": 120},
+             "shutdown": {"readinessDelaySeconds": 0.5},
+             "audit": {"file": "\(auditFile)"},
+             "organizations": {"azure@AdobeOrg": {"cloud": "azure", "baseURL": "http://127.0.0.1:\(upstreamPort)"}}}
+            """
+        }
     }
 }
 

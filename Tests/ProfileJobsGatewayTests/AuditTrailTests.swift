@@ -243,6 +243,24 @@ import Testing
         try await observer.close(trail)
     }
 
+    /// SIGHUP also reloads the configuration, so it often comes with no rotation: the open file must simply stay.
+    @Test func reopenWithoutRotationKeepsTheOpenFile() async throws {
+        let scratch = try Scratch()
+        defer { scratch.remove() }
+        let path = scratch.path("trail.jsonl")
+        let observer = AuditObserver()
+        let trail = try await observer.open(path)
+        let (first, second) = (AuditSamples.all[0], AuditSamples.all[1])
+        try await trail.write(first)
+
+        #expect(try await offPool { try trail.reopen() } == false)
+        try await trail.write(second)
+
+        #expect(try scratch.lines(path) == [first, second].map { String(decoding: $0.json, as: UTF8.self) })
+        #expect(trail.isWritable)
+        try await observer.close(trail)
+    }
+
     @Test func isWritableFollowsTheDirectory() async throws {
         let scratch = try Scratch()
         defer { scratch.remove() }

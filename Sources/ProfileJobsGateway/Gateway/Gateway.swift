@@ -4,7 +4,18 @@ import Synchronization
 /// The unified system-jobs API: routes each call to the organization's cloud, speaks that cloud's dialect upstream,
 /// and answers in the canonical schema.
 public final class Gateway: HTTPHandler {
-    private let configuration: GatewayConfiguration
+    /// What new calls are served under, swapped whole by a reload.
+    private struct Live {
+        var configuration: GatewayConfiguration
+        /// The longest drain any configuration applied so far needs: calls started under an earlier one may still
+        /// be waiting for its longer timeouts.
+        var drainGrace: Duration
+    }
+
+    private let live: Mutex<Live>
+    /// The configuration a call started under, so that a reload while it runs changes neither its route nor its
+    /// timeouts.
+    @TaskLocal private static var callConfiguration: GatewayConfiguration?
     /// Every upstream call, sandbox lookups included, passes its breaker, in-flight cap and retry rule.
     public let upstream: UpstreamClient
     let logger: Logger
@@ -22,7 +33,7 @@ public final class Gateway: HTTPHandler {
         metrics: GatewayMetrics,
         logger: Logger
     ) {
-        self.configuration = configuration
+        self.live = Mutex(Live(configuration: configuration, drainGrace: GatewayServer.drainGrace(configuration)))
         self.audit = audit
         self.metrics = metrics
         self.logger = logger
@@ -33,7 +44,7 @@ public final class Gateway: HTTPHandler {
         }
         self.upstream = upstream
         self.sandboxes = SandboxResolver(
-            client: upstream, configuration: configuration,
+            client: upstream,
             onCache: { hit in hit ? metrics.sandboxCacheHit() : metrics.sandboxCacheMiss() })
     }
 
@@ -44,8 +55,38 @@ public final class Gateway: HTTPHandler {
 
     var isStopping: Bool { stopping.load(ordering: .relaxed) }
 
+    /// Inside a call, the configuration it started under; elsewhere, the one new calls are served under.
+    public var configuration: GatewayConfiguration {
+        Self.callConfiguration ?? live.withLock { $0.configuration }
+    }
+
+    /// How long a stop lets calls in flight finish: enough for the longest timeouts of any configuration applied
+    /// since the start.
+    public var drainGrace: Duration {
+        live.withLock { $0.drainGrace }
+    }
+
+    /// Serves new calls under `file`'s configuration, except the settings only a restart can change, which keep
+    /// their running values (`ConfigurationReload.needsRestart` names them). Calls in flight finish under the
+    /// configuration they started with; sandbox ids cached for an organization whose route changed are not used again.
+    @discardableResult
+    public func apply(_ file: GatewayConfiguration) -> ConfigurationReload {
+        let reload = live.withLock { live in
+            let reload = ConfigurationReload(running: live.configuration, file: file)
+            live.configuration = reload.applied
+            live.drainGrace = max(live.drainGrace, GatewayServer.drainGrace(reload.applied))
+            return reload
+        }
+        // New upstreams show in the metrics from now on, as those configured at start do.
+        for route in reload.applied.organizations.values {
+            _ = upstream.upstreamGuard(for: route.baseURL)
+        }
+        return reload
+    }
+
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
         metrics.requestStarted()
+        let configuration = live.withLock { $0.configuration }
         let context = CallContext(
             requestId: Self.requestId(from: request.headers), trace: TraceContext(request.headers),
             deletion: DeletionAttempt(request))
@@ -53,11 +94,13 @@ public final class Gateway: HTTPHandler {
             context.update { ($0.orgId, $0.cloud) = (route.orgId, route.cloud) }
         }
 
-        let answer: Result<HTTPResponse, GatewayError> = await CallContext.$current.withValue(context) {
-            do throws(GatewayError) {
-                return .success(try await route(request, requestId: context.requestId))
-            } catch {
-                return .failure(error)
+        let answer: Result<HTTPResponse, GatewayError> = await Self.$callConfiguration.withValue(configuration) {
+            await CallContext.$current.withValue(context) {
+                do throws(GatewayError) {
+                    return .success(try await route(request, requestId: context.requestId))
+                } catch {
+                    return .failure(error)
+                }
             }
         }
         var response: HTTPResponse
@@ -547,7 +590,8 @@ public final class Gateway: HTTPHandler {
         case .azure:
             return SandboxRef(name: name, id: route.sandboxes[name])
         case .aws:
-            let id = try await sandboxes.resolve(name, for: route, caller: SandboxResolver.Caller(headers: caller))
+            let id = try await sandboxes.resolve(
+                name, for: route, caller: SandboxResolver.Caller(headers: caller), configuration: configuration)
             return SandboxRef(name: name, id: id)
         }
     }

@@ -6,6 +6,10 @@ import FoundationEssentials
 /// A found id is a fact about the organization and serves every caller; a failure may be a fact about one caller's
 /// credentials (a user token sees no ids, an expired token is refused), so failures and shared calls are kept per
 /// credentials, told apart by a hash that never leaves the process.
+///
+/// Every answer is kept together with the organization's route it was found under. After a configuration reload
+/// changes an organization (another platform, another sandbox map), calls under the new route neither read nor share
+/// what was found under the old one, while calls still in flight under the old route keep using it.
 public actor SandboxResolver {
     /// Credentials and tracing headers of the caller on whose behalf a lookup is made.
     public struct Caller: Sendable {
@@ -42,42 +46,44 @@ public actor SandboxResolver {
     }
 
     private struct Entry {
+        var route: OrganizationRoute
         var expires: Double
         var outcome: Result<String, GatewayError>
     }
 
+    private struct Lookup {
+        var route: OrganizationRoute
+        var task: Task<Result<String, GatewayError>, Never>
+    }
+
     private let client: UpstreamClient
-    private let configuration: GatewayConfiguration
-    private let successSeconds: Double
-    private let failureSeconds: Double
     private let clock: @Sendable () -> Double
     /// Told of every cache hit (true) and every lookup the cache could not spare (false), for the metrics.
     private let onCache: @Sendable (Bool) -> Void
     private var found: [Key: Entry] = [:]
     private var failed: [CallerKey: Entry] = [:]
-    private var inFlight: [CallerKey: Task<Result<String, GatewayError>, Never>] = [:]
+    private var inFlight: [CallerKey: Lookup] = [:]
     public private(set) var statistics = Statistics()
 
     /// - Parameter client: the gateway's own, so that lookups share each upstream's breaker and in-flight cap with
     ///   the jobs calls.
     public init(
         client: UpstreamClient,
-        configuration: GatewayConfiguration,
         clock: @escaping @Sendable () -> Double = { ContinuousClock.now.secondsSinceStart },
         onCache: @escaping @Sendable (Bool) -> Void = { _ in }
     ) {
         self.client = client
-        self.configuration = configuration
-        self.successSeconds = configuration.sandboxCacheSeconds
-        self.failureSeconds = configuration.sandboxFailureCacheSeconds
         self.clock = clock
         self.onCache = onCache
     }
 
+    /// - Parameter configuration: the one the call started under: its timeouts bound the lookup and its cache
+    ///   durations decide how long the answer is kept.
     public func resolve(
         _ name: String,
         for route: OrganizationRoute,
-        caller: Caller
+        caller: Caller,
+        configuration: GatewayConfiguration
     ) async throws(GatewayError) -> String {
         if let id = route.sandboxes[name] {
             statistics.configured += 1
@@ -87,35 +93,35 @@ public actor SandboxResolver {
         let key = Key(orgId: route.orgId, name: name)
         let callerKey = CallerKey(sandbox: key, credentials: caller.fingerprint)
         let now = clock()
-        if let entry = found[key], entry.expires > now {
+        if let entry = found[key], entry.route == route, entry.expires > now {
             statistics.cacheHits += 1
             onCache(true)
             return try entry.outcome.get()
         }
-        if let entry = failed[callerKey], entry.expires > now {
+        if let entry = failed[callerKey], entry.route == route, entry.expires > now {
             statistics.cacheHits += 1
             onCache(true)
             return try entry.outcome.get()
         }
 
         let lookup: Task<Result<String, GatewayError>, Never>
-        if let running = inFlight[callerKey] {
+        if let running = inFlight[callerKey], running.route == route {
             statistics.cacheHits += 1
             onCache(true)
-            lookup = running
+            lookup = running.task
         } else {
             statistics.lookups += 1
             onCache(false)
             let client = self.client
-            let request = lookupRequest(name, route: route, caller: caller)
+            let request = lookupRequest(name, route: route, caller: caller, configuration: configuration)
             lookup = Task { await Self.lookUp(name, route: route, request: request, client: client) }
-            inFlight[callerKey] = lookup
+            inFlight[callerKey] = Lookup(route: route, task: lookup)
         }
 
         let outcome = await lookup.value
-        if inFlight[callerKey] == lookup {
+        if inFlight[callerKey]?.task == lookup {
             inFlight[callerKey] = nil
-            remember(outcome, for: callerKey)
+            remember(outcome, for: callerKey, route: route, configuration: configuration)
         }
         return try outcome.get()
     }
@@ -123,16 +129,23 @@ public actor SandboxResolver {
     /// Ids for long and for everyone; failures briefly and only for the same credentials, except refused
     /// credentials, which are not remembered at all (the caller will come back with a fresh token), and the
     /// gateway's own refusals to call a failing or busy upstream, which say nothing about the sandbox.
-    private func remember(_ outcome: Result<String, GatewayError>, for key: CallerKey) {
+    private func remember(
+        _ outcome: Result<String, GatewayError>,
+        for key: CallerKey,
+        route: OrganizationRoute,
+        configuration: GatewayConfiguration
+    ) {
         switch outcome {
         case .success:
-            found[key.sandbox] = Entry(expires: clock() + successSeconds, outcome: outcome)
+            found[key.sandbox] = Entry(
+                route: route, expires: clock() + configuration.sandboxCacheSeconds, outcome: outcome)
         case .failure(.sandboxLookupRefused(_, _, let detail)) where detail.status == 401 || detail.status == 403:
             failed[key] = nil
         case .failure(.upstreamCircuitOpen), .failure(.upstreamOverloaded):
             failed[key] = nil
         case .failure:
-            failed[key] = Entry(expires: clock() + failureSeconds, outcome: outcome)
+            failed[key] = Entry(
+                route: route, expires: clock() + configuration.sandboxFailureCacheSeconds, outcome: outcome)
         }
         if failed.count > 10_000 {
             let now = clock()
@@ -140,7 +153,12 @@ public actor SandboxResolver {
         }
     }
 
-    private func lookupRequest(_ name: String, route: OrganizationRoute, caller: Caller) -> UpstreamRequest {
+    private func lookupRequest(
+        _ name: String,
+        route: OrganizationRoute,
+        caller: Caller,
+        configuration: GatewayConfiguration
+    ) -> UpstreamRequest {
         var headers = caller.headers
         headers.set("Accept", "application/json")
         let timeouts = configuration.timeouts(for: route)

@@ -29,6 +29,7 @@ public final class GatewayMetrics: Sendable {
     private let sandboxCacheMisses: CounterFamily
     private let auditRecordsWritten: CounterFamily
     private let auditWriteFailures: CounterFamily
+    private let configurationReloads: CounterFamily
 
     public init() {
         let prefix = "profile_jobs_gateway_"
@@ -83,6 +84,13 @@ public final class GatewayMetrics: Sendable {
             prefix + "audit_write_failures_total",
             help: "Audit records a sink failed to take, by sink.",
             labels: ["sink"])
+        configurationReloads = registry.counter(
+            prefix + "configuration_reloads_total",
+            help: "Configuration reloads on SIGHUP, by result: applied, or refused (the running configuration stayed).",
+            labels: ["result"])
+        for result in ["applied", "refused"] {
+            configurationReloads.increment(labels: [result], by: 0)
+        }
         // The file's series exist from the start, so an alert on failures sees 0 rather than no data.
         auditRecordsWritten.increment(labels: ["file"], by: 0)
         auditWriteFailures.increment(labels: ["file"], by: 0)
@@ -156,6 +164,11 @@ public final class GatewayMetrics: Sendable {
     public func auditWrite(sink: String, succeeded: Bool) {
         let family = succeeded ? auditRecordsWritten : auditWriteFailures
         family.increment(labels: [Self.sink(sink)])
+    }
+
+    /// A configuration reload, applied or refused.
+    public func configurationReload(applied: Bool) {
+        configurationReloads.increment(labels: [applied ? "applied" : "refused"])
     }
 
     /// The exposition text, content type "text/plain; version=0.0.4; charset=utf-8".
