@@ -229,10 +229,16 @@ func seconds(_ value: Double) -> String {
 func runHealthCheck(_ arguments: [String]) -> Never {
     var host = "127.0.0.1"
     var listening: UInt16 = 8080
-    if option("--config", in: arguments) != nil {
-        let (_, configuration) = configuration(for: "healthcheck", arguments)
-        host = HealthProbe.probeHost(forListening: configuration.host)
-        listening = configuration.port
+    if let path = option("--config", in: arguments) {
+        // Container engines read exit codes other than 0 and 1 as their own, so a bad file is "unhealthy" too.
+        switch readConfiguration(at: path) {
+        case .success(let configuration):
+            host = HealthProbe.probeHost(forListening: configuration.host)
+            listening = configuration.port
+        case .failure(let problem):
+            say("unhealthy: \(problem.message)", to: 2)
+            exit(1)
+        }
     }
     host = option("--host", in: arguments) ?? host
     if option("--port", in: arguments) != nil {

@@ -286,6 +286,23 @@ import Testing
         try await observer.close(trail)
     }
 
+    /// At start, whole lines the gateway wrote are paired by their head; anything else is parsed in full.
+    @Test func orphansArePairedByTheHeadOfWholeLines() {
+        let intent = AuditSamples.intent("x-1", at: AuditSamples.times[0])
+        let outcome = AuditSamples.outcome(intent, .succeeded, at: AuditSamples.times[1])
+        #expect(OrphanScan.head(of: intent.json[...])?.1 == "x-1")
+        #expect(OrphanScan.head(of: outcome.json[...])?.0 == .outcome)
+        #expect(OrphanScan.head(of: outcome.json.dropLast(5)) == nil, "a line cut short is not taken by its head")
+
+        // A torn outcome does not close its intent; the warning counts it as unreadable.
+        var scan = OrphanScan()
+        scan.add(line: intent.json[...])
+        scan.add(line: outcome.json.dropLast(5))
+        let (orphans, unreadable) = scan.finish()
+        #expect(orphans.map(\.id) == ["x-1"])
+        #expect(unreadable == 1)
+    }
+
     /// A trail of several megabytes is read in pieces: lines across the pieces' seams are found, the newest come
     /// first however many match, a search by job brings the intent of its deletion, and an intent left open is
     /// found at start.

@@ -243,6 +243,12 @@ struct GatewayClientLimitsTests {
             let refused = try #require(answers.withLock { $0.last })
             try refused.expectProblem(status: 503, type: "/problems/too-many-connections")
             #expect(refused.header("Retry-After") == "1")
+
+            // Health probes are answered all the same: a busy gateway is not a dead one.
+            let client = RawHTTPClient(port: demo.gatewayPort)
+            #expect(try await client.sendOffPool("GET", "/healthz").status == 200)
+            #expect(try await client.sendOffPool("GET", "/readyz").status == 200)
+            #expect(try await caller.list().status == 503, "the cap still holds for everything else")
             #expect(held.count == 2)
         }
     }

@@ -56,6 +56,13 @@ import Testing
         let down = try await ExecutableTests.run(["healthcheck", "--port", "\(port)"])
         #expect(down.status == 1)
         #expect(down.stderr.hasPrefix("unhealthy: "), "\(down.stderr)")
+
+        // A file that does not parse is unhealthy too, never exit 2, which container engines keep for themselves.
+        let broken = directory.appendingPathComponent("broken.json")
+        try Data("{".utf8).write(to: broken)
+        let unreadable = try await ExecutableTests.run(["healthcheck", "--config", broken.path])
+        #expect(unreadable.status == 1)
+        #expect(unreadable.stderr.hasPrefix("unhealthy: "), "\(unreadable.stderr)")
     }
 
     /// Every configuration file under deploy/ is one the gateway accepts.

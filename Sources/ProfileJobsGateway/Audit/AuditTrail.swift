@@ -34,14 +34,13 @@ public final class AuditTrail: Sendable {
         let file = try AuditFile(path: configuration.filePath)
         var scan = OrphanScan()
         file.forEachLine { scan.add(line: $0) }
-
         // A line cut short by a crash or a full disk may have been an outcome: each orphan's warning says how many
         // there are, so the operator knows its outcome may have been written and lost.
-        let unreadable = scan.unreadableLines
+        let (orphans, unreadable) = scan.finish()
 
         // An intent without an outcome means the gateway stopped between forwarding and answering.
         var recovered: [AuditRecord] = []
-        for intent in scan.orphans {
+        for intent in orphans {
             var outcome = intent
             outcome.event = .outcome
             outcome.outcome = .unknown
@@ -209,7 +208,7 @@ public final class AuditTrail: Sendable {
     static func orphans(in records: [AuditRecord]) -> [AuditRecord] {
         var scan = OrphanScan()
         records.forEach { scan.add($0) }
-        return scan.orphans
+        return scan.finish().orphans
     }
 
     private static func orphanMetadata(_ intent: AuditRecord) -> [(String, LogValue)] {
@@ -246,12 +245,29 @@ extension AuditQuery {
 
 /// Intents without an outcome, found in one pass over the file: an outcome follows its intent, so only the intents
 /// still open are held, however long the file.
+///
+/// The gateway writes every record as `{"event":"…","id":"…",…}`, so a whole line of that form is paired by its
+/// head alone and an intent is parsed only if no outcome ever closes it: a long trail is scanned at about the speed
+/// of reading it, and the gateway starts listening sooner.
 struct OrphanScan {
-    private var open: [String: (order: Int, intent: AuditRecord)] = [:]
+    private enum Pending {
+        case line([UInt8])
+        case record(AuditRecord)
+    }
+
+    private var open: [String: (order: Int, intent: Pending)] = [:]
     private var count = 0
-    private(set) var unreadableLines = 0
+    private var unreadableLines = 0
 
     mutating func add(line: ArraySlice<UInt8>) {
+        if let (event, id) = Self.head(of: line) {
+            count += 1
+            switch event {
+            case .outcome: open[id] = nil
+            case .intent: if open[id] == nil { open[id] = (count, .line(Array(line))) }
+            }
+            return
+        }
         guard let record = AuditRecord(json: line) else {
             unreadableLines += 1
             return
@@ -262,17 +278,51 @@ struct OrphanScan {
     mutating func add(_ record: AuditRecord) {
         count += 1
         switch record.event {
-        case .outcome:
-            open[record.id] = nil
-        case .intent:
-            if open[record.id] == nil { open[record.id] = (count, record) }
+        case .outcome: open[record.id] = nil
+        case .intent: if open[record.id] == nil { open[record.id] = (count, .record(record)) }
         }
     }
 
-    /// In file order.
-    var orphans: [AuditRecord] {
-        open.values.sorted { $0.order < $1.order }.map(\.intent)
+    /// The intents left open, in file order, and the lines that could not be read (an intent left open whose line
+    /// does not parse among them).
+    func finish() -> (orphans: [AuditRecord], unreadableLines: Int) {
+        var unreadable = unreadableLines
+        let orphans = open.values.sorted { $0.order < $1.order }.compactMap { entry -> AuditRecord? in
+            switch entry.intent {
+            case .record(let record): return record
+            case .line(let line):
+                guard let record = AuditRecord(json: line[...]) else {
+                    unreadable += 1
+                    return nil
+                }
+                return record
+            }
+        }
+        return (orphans, unreadable)
     }
+
+    /// The event and id of a whole line the gateway wrote; nil for anything else, which is then parsed in full.
+    /// A line cut short ends without its closing brace.
+    static func head(of line: ArraySlice<UInt8>) -> (AuditRecord.Event, String)? {
+        guard line.last == UInt8(ascii: "}") else { return nil }
+        let event: AuditRecord.Event
+        var rest: ArraySlice<UInt8>
+        if line.starts(with: intentHead) {
+            (event, rest) = (.intent, line.dropFirst(intentHead.count))
+        } else if line.starts(with: outcomeHead) {
+            (event, rest) = (.outcome, line.dropFirst(outcomeHead.count))
+        } else {
+            return nil
+        }
+        guard let end = rest.firstIndex(of: UInt8(ascii: "\"")), end > rest.startIndex,
+            !rest[..<end].contains(UInt8(ascii: "\\"))
+        else { return nil }
+        rest = rest[..<end]
+        return (event, String(decoding: rest, as: UTF8.self))
+    }
+
+    private static let intentHead = Array(#"{"event":"intent","id":""#.utf8)
+    private static let outcomeHead = Array(#"{"event":"outcome","id":""#.utf8)
 }
 
 /// The `limit` newest records seen, by time and then by place in the file, in bounded memory.

@@ -14,6 +14,7 @@ public enum GatewayServer {
         server.port = configuration.port
         server.maxBodyBytes = 64 * 1024
         server.connectionLimit = configuration.clientLimits.maxConnections
+        server.pathsBeyondConnectionLimit = ["/healthz", "/readyz"]
         server.connectionTimeoutSeconds = configuration.clientLimits.idleTimeoutSeconds
         server.requestTimeoutSeconds = configuration.clientLimits.requestTimeoutSeconds
         server.maxHeaderBytes = configuration.clientLimits.maxHeaderBytes

@@ -14,6 +14,9 @@ public struct HTTPServerConfiguration: Sendable {
     /// Open connections served at most; a request on a connection beyond them is answered 503 and the connection
     /// closed. libmicrohttpd itself closes connections beyond a little more than this without answering.
     public var connectionLimit = 4096
+    /// Paths answered even on a connection beyond `connectionLimit`: a health probe must not fail because the server
+    /// is busy, or an orchestrator restarts a healthy server and cuts off its calls in flight.
+    public var pathsBeyondConnectionLimit: Set<String> = []
     /// Seconds a connection may stay open without sending or receiving a byte.
     public var connectionTimeoutSeconds = 30
     /// Seconds a client has to deliver a whole request (line, headers and body) from the moment its connection
@@ -446,7 +449,10 @@ private final class ServerCore: @unchecked Sendable {
         if headerBytes > configuration.maxHeaderBytes {
             return .headersTooLarge(limit: configuration.maxHeaderBytes)
         }
-        if watches.withLock({ $0.count }) > configuration.connectionLimit {
+        let path = context.target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        if watches.withLock({ $0.count }) > configuration.connectionLimit,
+            !configuration.pathsBeyondConnectionLimit.contains(String(path))
+        {
             return .tooManyConnections(limit: configuration.connectionLimit)
         }
         return Self.framingRefusal(context.headers)
