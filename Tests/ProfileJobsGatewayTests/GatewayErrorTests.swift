@@ -111,14 +111,34 @@ import UpstreamSimulators
         try await withDemo { demo in
             let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
             for (method, target, allow) in [
-                ("PUT", "/v1/system/jobs", "GET, POST"), ("DELETE", "/v1/system/jobs", "GET, POST"),
-                ("PATCH", "/v1/system/jobs/abc", "GET, DELETE"), ("POST", "/v1/system/jobs/abc", "GET, DELETE"),
+                ("PUT", "/v1/system/jobs", "GET, HEAD, POST"), ("DELETE", "/v1/system/jobs", "GET, HEAD, POST"),
+                ("PATCH", "/v1/system/jobs/abc", "GET, HEAD, DELETE"),
+                ("POST", "/v1/system/jobs/abc", "GET, HEAD, DELETE"),
             ] {
                 let response = try await caller.call(method, target)
                 try response.expectProblem(status: 405, type: "/problems/method-not-allowed")
                 #expect(response.header("Allow") == allow, "\(method) \(target)")
             }
             #expect(demo.azure.receivedRequests.isEmpty)
+        }
+    }
+
+    /// HEAD is answered wherever GET is, with GET's status and headers and no body, and is never a deletion.
+    @Test(arguments: SimulatedCloud.allCases)
+    func headIsAnsweredLikeGetWithoutABody(cloud: SimulatedCloud) async throws {
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: cloud.orgId)
+            let id = try #require(try await caller.createDatasetDelete("5c802d3cd83fc114b741c4b5").string("id"))
+            for target in ["/v1/system/jobs", "/v1/system/jobs/\(id)", "/data/core/ups/system/jobs/\(id)"] {
+                let get = try await caller.call("GET", target)
+                let head = try await caller.call("HEAD", target)
+                #expect(head.status == get.status, "\(target)")
+                #expect(head.status == 200, "\(target): \(get.text)")
+                #expect(head.body.isEmpty, "\(target)")
+                #expect(head.header("Content-Type") == get.header("Content-Type"), "\(target)")
+            }
+            #expect(jobCalls(cloud.received(demo), method: "DELETE").isEmpty)
+            #expect(jobCalls(cloud.received(demo), method: "HEAD").isEmpty, "the platform is asked with GET")
         }
     }
 
@@ -228,7 +248,33 @@ import UpstreamSimulators
             #expect(upstream.string("message") == "Batch can only be specified for EE type '\(dataset)'")
             #expect(upstream.string("requestId")?.isEmpty == false)
             #expect(problem.string("detail")?.contains("Batch can only be specified") == true)
+            #expect(problem.string("detail")?.contains("send {\"datasetId\": \"<id>\"} without a batchId") == true)
         }
+    }
+
+    /// The advice fits the call: a failed lookup is simply repeated, a failed deletion may have happened.
+    @Test func aFailureAdvisesAccordingToWhatWasAsked() {
+        let detail = UpstreamErrorDetail(status: 500, code: nil, message: "Platform trouble", requestId: nil, type: nil)
+        let failures: [GatewayError] = [
+            .upstreamFailed(cloud: .azure, detail), .upstreamTimedOut(cloud: .aws, reason: "30 s"),
+            .upstreamMalformed(cloud: .azure, reason: "not JSON"),
+            .upstreamConnectionLost(cloud: .aws, reason: "reset"),
+        ]
+        for failure in failures {
+            for call in [CallKind.list, .lookup] {
+                let text = failure.problem(for: call).detail
+                #expect(text.contains("can be retried as it is"), "\(failure) \(call): \(text)")
+                #expect(!text.contains("create"), "\(failure) \(call): \(text)")
+            }
+            let deletion = failure.problem(for: .deletion).detail
+            #expect(deletion.contains("may have carried the call out"), "\(failure): \(deletion)")
+        }
+
+        let missing = UpstreamErrorDetail(status: 404, code: nil, message: "Not found", requestId: nil, type: nil)
+        #expect(
+            !GatewayError.upstreamRefused(cloud: .azure, missing).problem(for: .list).detail.contains("No such job"))
+        #expect(
+            GatewayError.upstreamRefused(cloud: .azure, missing).problem(for: .lookup).detail.contains("No such job"))
     }
 
     @Test func aRecordDatasetBatchIsRefusedAsAWSSaysIt() async throws {

@@ -115,6 +115,31 @@ import UpstreamSimulators
         }
     }
 
+    /// A lookup that fails stops a create before anything is sent: the caller is told so, with the time until the
+    /// gateway asks again, both when the lookup fails and when its failure is answered from the cache.
+    @Test func aFailedLookupSaysNothingWasSentAndWhenToRetry() async throws {
+        try await withDemo(configure: { $0.sandboxFailureCacheSeconds = 600 }) { demo in
+            demo.aws.faults.inject(.htmlPage(status: 502), times: 3, method: "GET", sandboxLookups: true)
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.awsOrg)
+
+            for attempt in ["fresh", "cached"] {
+                let response = try await caller.create(#"{"datasetId": "5c802d3cd83fc114b741c4b5"}"#)
+                let problem = try response.expectProblem(status: 502, type: "/problems/upstream-error")
+                let detail = problem.string("detail") ?? ""
+                #expect(detail.contains("id of sandbox 'prod'"), "\(attempt): \(detail)")
+                #expect(detail.contains("Nothing was sent"), "\(attempt): \(detail)")
+                #expect(!detail.contains("may have been carried out"), "\(attempt): \(detail)")
+                let seconds = try #require(Int(response.header("Retry-After") ?? ""), "\(attempt)")
+                #expect((1...600).contains(seconds), "\(attempt)")
+                let (intent, outcome) = try GatewayAuditTests.records(demo, requestId: response.header("x-request-id"))
+                #expect(intent == nil, "\(attempt)")
+                #expect(outcome?.outcome == .refused, "\(attempt)")
+            }
+            #expect(sandboxLookups(demo.aws.receivedRequests).count == 3, "the first call's lookup was tried 3 times")
+            #expect(jobCalls(demo.aws.receivedRequests).isEmpty)
+        }
+    }
+
     /// A user token's failure is about that token: other credentials look the sandbox up for themselves.
     @Test func oneCallersFailureIsNotAnothersAnswer() async throws {
         try await withDemo(configure: { $0.sandboxFailureCacheSeconds = 600 }) { demo in

@@ -207,6 +207,25 @@ struct UpstreamResilienceEndToEndTests {
         }
     }
 
+    /// A platform answering 200 with bodies that do not decode is failing as surely as one answering 500.
+    @Test func unreadableAnswersCountAsFailuresAndOpenTheCircuit() async throws {
+        let upstream = ScriptedUpstream()
+        upstream.answer(.init(status: 200, body: Array(#"{"id": "job-1", "status": "#.utf8)))
+        try await Self.withScripted(upstream, configure: { $0.circuitBreakerOpenSeconds = 3600 }) { demo in
+            let azure = GatewayCaller(demo, orgId: Self.azure)
+            for _ in 0..<5 {
+                try (try await azure.get("job-1")).expectProblem(status: 502, type: "/problems/upstream-malformed")
+            }
+            #expect(upstream.receivedRequests.count == 5, "an unreadable answer is not retried")
+
+            try (try await azure.get("job-1")).expectProblem(status: 503, type: "/problems/upstream-circuit-open")
+            #expect(upstream.receivedRequests.count == 5)
+            #expect(
+                try await Self.metric(
+                    demo, #"profile_jobs_gateway_upstream_errors_total{cloud="azure",kind="malformed"}"#) == 5)
+        }
+    }
+
     @Test func afterTheOpenTimeOneProbeClosesTheCircuit() async throws {
         let upstream = ScriptedUpstream()
         upstream.answer(Self.failing(500))

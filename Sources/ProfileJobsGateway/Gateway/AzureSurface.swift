@@ -14,7 +14,7 @@ extension Gateway {
     func routeAzureSurface(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
         if request.path == Self.azureCollection {
             switch request.method {
-            case "GET":
+            case "GET", "HEAD":  // HEAD gets the GET answer; the HTTP server leaves the body out.
                 let query = try AzureListQuery(request)
                 let position = ListCursor(offset: query.offset, limit: query.limit)
                 let page = try await listJobs(request, at: position, requestId: requestId)
@@ -36,20 +36,20 @@ extension Gateway {
                 return .json(200, AzureDialect.writeJob(job))
 
             default:
-                throw .methodNotAllowed(method: request.method, allowed: ["GET", "POST"])
+                throw .methodNotAllowed(method: request.method, allowed: ["GET", "HEAD", "POST"])
             }
         }
 
         let id = String(request.path.dropFirst(Self.azureCollection.count + 1))
         switch request.method {
-        case "GET":
+        case "GET", "HEAD":  // HEAD gets the GET answer; the HTTP server leaves the body out.
             return .json(200, AzureDialect.writeJob(try await job(id, request, requestId: requestId)))
         case "DELETE":
             // Azure answers a removal with 200 and an empty body; AWS organizations get the canonical 501 problem.
             try await removeJob(id, request, requestId: requestId)
             return HTTPResponse(status: 200)
         default:
-            throw .methodNotAllowed(method: request.method, allowed: ["GET", "DELETE"])
+            throw .methodNotAllowed(method: request.method, allowed: ["GET", "HEAD", "DELETE"])
         }
     }
 }
@@ -94,6 +94,11 @@ struct AzureListQuery: Equatable {
 
     /// `limit` 1 to 1000 (default 100); `start` a 0-based offset, else `page` a 0-based page number; `sort`.
     init(_ request: HTTPRequest) throws(GatewayError) {
+        // Which of two values was meant cannot be known; other parameters are ignored, as the platform does.
+        var seen: Set<String> = []
+        for (name, _) in request.query where Self.parameters.contains(name) && !seen.insert(name).inserted {
+            throw .invalidQuery(parameter: name, reason: "is given more than once")
+        }
         limit = try Self.integer(request, "limit", in: Self.pageSizes) ?? Self.defaultPageSize
 
         let start = try Self.integer(request, "start", in: 0...Self.maxOffset)
@@ -122,6 +127,8 @@ struct AzureListQuery: Equatable {
             return Sort(field: field, ascending: parts[1] == "asc")
         }
     }
+
+    private static let parameters: Set<String> = ["limit", "start", "page", "sort"]
 
     private static func integer(
         _ request: HTTPRequest,

@@ -110,7 +110,15 @@ public final class Gateway: HTTPHandler {
             response = answered
         case .failure(let error):
             failure = error
-            response = Self.problemResponse(error, requestId: context.requestId)
+            let call: CallKind =
+                if context.deletion != nil {
+                    .deletion
+                } else if request.method == "GET" || request.method == "HEAD" {
+                    Self.routeTemplate(request.path).hasSuffix("/{id}") ? .lookup : .list
+                } else {
+                    .other
+                }
+            response = Self.problemResponse(error, requestId: context.requestId, call: call)
         }
 
         if context.deletion != nil {
@@ -174,8 +182,12 @@ public final class Gateway: HTTPHandler {
     }
 
     /// The answer for any failure, in the one problem format.
-    public static func problemResponse(_ error: GatewayError, requestId: String) -> HTTPResponse {
-        let problem = error.problem
+    public static func problemResponse(
+        _ error: GatewayError,
+        requestId: String,
+        call: CallKind = .other
+    ) -> HTTPResponse {
+        let problem = error.problem(for: call)
         var writer = JSONWriter()
         writer.beginObject()
         writer.field("type", problem.type)
@@ -216,7 +228,7 @@ public final class Gateway: HTTPHandler {
         }
         if request.path == Self.collection {
             switch request.method {
-            case "GET":
+            case "GET", "HEAD":  // HEAD gets the GET answer; the HTTP server leaves the body out.
                 let query = try JobQuery.parse(request)
                 let position = try Self.listPosition(request, query: query)
                 let page = try await listJobs(request, from: position, query: query, requestId: requestId)
@@ -233,7 +245,7 @@ public final class Gateway: HTTPHandler {
                 return answer
 
             default:
-                throw .methodNotAllowed(method: request.method, allowed: ["GET", "POST"])
+                throw .methodNotAllowed(method: request.method, allowed: ["GET", "HEAD", "POST"])
             }
         }
 
@@ -242,13 +254,13 @@ public final class Gateway: HTTPHandler {
         }
         let id = String(request.path.dropFirst(Self.collection.count + 1))
         switch request.method {
-        case "GET":
+        case "GET", "HEAD":  // HEAD gets the GET answer; the HTTP server leaves the body out.
             return .json(200, CanonicalJSON.job(try await job(id, request, requestId: requestId)))
         case "DELETE":
             try await removeJob(id, request, requestId: requestId)
             return HTTPResponse(status: 204)
         default:
-            throw .methodNotAllowed(method: request.method, allowed: ["GET", "DELETE"])
+            throw .methodNotAllowed(method: request.method, allowed: ["GET", "HEAD", "DELETE"])
         }
     }
 
@@ -307,8 +319,7 @@ public final class Gateway: HTTPHandler {
         }
 
         let body = call.route.cloud.dialect.writeCreateBody(deleteRequest)
-        let response = try await send(call, method: "POST", path: "", body: body)
-        let job = call.complete(try readJob(response, call))
+        let job = call.complete(try await send(call, method: "POST", path: "", body: body, read: readJob(call)))
         CallContext.current?.update { $0.jobId = job.id }
         return job
     }
@@ -317,8 +328,7 @@ public final class Gateway: HTTPHandler {
         try Self.checkId(id, field: "job id")
         let call = try await prepareCall(request, requestId: requestId)
 
-        let response = try await send(call, method: "GET", path: "/" + id)
-        return call.complete(try readJob(response, call))
+        return call.complete(try await send(call, method: "GET", path: "/" + id, read: readJob(call)))
     }
 
     /// Removes a job on Azure; AWS cannot, and is refused here without an upstream call.
@@ -338,19 +348,19 @@ public final class Gateway: HTTPHandler {
         }
         let call = try await prepareCall(request, requestId: requestId)
 
-        let answer = try await send(call, method: "DELETE", path: "/" + id)
         // Azure answers a removal 200 with an empty body. A load balancer's page or unreadable text in its place is
         // not that answer, and the job may well still be there.
-        let readable =
-            switch UpstreamJSON.opening(of: answer.body) {
-            case .empty: true
-            case .object, .array: JSONValue.parse(answer.body) != nil
-            case .other: false
+        try await send(call, method: "DELETE", path: "/" + id) { body throws(MalformedUpstreamBody) in
+            let readable =
+                switch UpstreamJSON.opening(of: body) {
+                case .empty: true
+                case .object, .array: JSONValue.parse(body) != nil
+                case .other: false
+                }
+            guard readable else {
+                throw MalformedUpstreamBody(
+                    reason: "the removal was answered with a body that is neither empty nor JSON")
             }
-        guard readable else {
-            throw .upstreamMalformed(
-                cloud: call.route.cloud,
-                reason: "the removal was answered \(answer.status) with a body that is neither empty nor JSON")
         }
     }
 
@@ -359,7 +369,7 @@ public final class Gateway: HTTPHandler {
     /// Azure pages by offset natively; its opaque `next` token only says whether more jobs follow.
     private func azureWindow(_ call: UpstreamCall, offset: Int, limit: Int) async throws(GatewayError) -> UpstreamWindow
     {
-        let page = try readList(try await send(call, method: "GET", path: "?start=\(offset)&limit=\(limit)"), call)
+        let page = try await send(call, method: "GET", path: "?start=\(offset)&limit=\(limit)", read: readList(call))
         let isLast = (page.next ?? "").isEmpty || page.jobs.count < limit
         return UpstreamWindow(jobs: page.jobs, isLast: isLast, total: page.total)
     }
@@ -370,7 +380,8 @@ public final class Gateway: HTTPHandler {
     private func awsWindow(_ call: UpstreamCall, offset: Int, limit: Int) async throws(GatewayError) -> UpstreamWindow {
         let pageNumber = offset / limit
         let skip = offset - pageNumber * limit
-        let page = try readList(try await send(call, method: "GET", path: "?start=\(pageNumber)&limit=\(limit)"), call)
+        let page = try await send(
+            call, method: "GET", path: "?start=\(pageNumber)&limit=\(limit)", read: readList(call))
 
         switch page.shape {
         case .awsArray:
@@ -607,12 +618,15 @@ public final class Gateway: HTTPHandler {
     /// Every call other than a GET is a deletion: its intent is recorded once the upstream's breaker and in-flight
     /// cap have let it through and before it is sent, so a call refused there is recorded as refused, never as
     /// forwarded. Only GETs are retried (`UpstreamClient.mayRetry`).
-    private func send(
+    /// Sends the call and reads a 2xx answer with `read`; an answer `read` cannot take is 502 `upstream-malformed`
+    /// and counts as the platform failing.
+    private func send<Answer>(
         _ call: UpstreamCall,
         method: String,
         path: String,
-        body: [UInt8]? = nil
-    ) async throws(GatewayError) -> UpstreamResponse {
+        body: [UInt8]? = nil,
+        read: (_ body: [UInt8]) throws(MalformedUpstreamBody) -> Answer
+    ) async throws(GatewayError) -> Answer {
         var headers = call.headers
         if body != nil {
             headers.add("Content-Type", "application/json")
@@ -624,6 +638,7 @@ public final class Gateway: HTTPHandler {
 
         let cloud = call.route.cloud
         let response: UpstreamResponse
+        var answer: Answer?
         do {
             response = try await upstream.send(
                 request, cloud: cloud,
@@ -632,7 +647,15 @@ public final class Gateway: HTTPHandler {
                         try await self.recordIntent()
                     }
                 },
-                observe: { attempt in self.observe(attempt, cloud: cloud) })
+                observe: { attempt in self.observe(attempt, cloud: cloud) },
+                readAnswer: { body in
+                    do throws(MalformedUpstreamBody) {
+                        answer = try read(body)
+                        return nil
+                    } catch {
+                        return error.reason
+                    }
+                })
         } catch {
             // Failed attempts were counted as they happened; a refusal before sending has no attempt.
             if case .upstreamCircuitOpen = error {
@@ -646,7 +669,10 @@ public final class Gateway: HTTPHandler {
         guard (200..<300).contains(response.status) else {
             throw GatewayError(upstreamStatus: response, cloud: cloud)
         }
-        return response
+        guard let answer else {
+            throw .upstreamMalformed(cloud: cloud, reason: "the answer was not read")
+        }
+        return answer
     }
 
     /// One attempt's duration, failure and answer, for the metrics and the call's facts.
@@ -654,7 +680,7 @@ public final class Gateway: HTTPHandler {
         metrics.upstreamCall(cloud: cloud.rawValue, seconds: attempt.seconds)
         CallContext.current?.update { facts in
             facts.upstreamSeconds += attempt.seconds
-            if case .success(let response) = attempt.result {
+            if let response = attempt.answered {
                 facts.upstreamStatus = response.status
                 facts.upstreamRequestId = response.headers["x-request-id"].map { String($0.prefix(128)) }
             }
@@ -672,20 +698,12 @@ public final class Gateway: HTTPHandler {
         }
     }
 
-    private func readJob(_ response: UpstreamResponse, _ call: UpstreamCall) throws(GatewayError) -> SystemJob {
-        do {
-            return try call.route.cloud.dialect.readJob(response.body)
-        } catch {
-            throw .upstreamMalformed(cloud: call.route.cloud, reason: error.reason)
-        }
+    private func readJob(_ call: UpstreamCall) -> (_ body: [UInt8]) throws(MalformedUpstreamBody) -> SystemJob {
+        call.route.cloud.dialect.readJob
     }
 
-    private func readList(_ response: UpstreamResponse, _ call: UpstreamCall) throws(GatewayError) -> UpstreamJobPage {
-        do {
-            return try call.route.cloud.dialect.readList(response.body)
-        } catch {
-            throw .upstreamMalformed(cloud: call.route.cloud, reason: error.reason)
-        }
+    private func readList(_ call: UpstreamCall) -> (_ body: [UInt8]) throws(MalformedUpstreamBody) -> UpstreamJobPage {
+        call.route.cloud.dialect.readList
     }
 }
 

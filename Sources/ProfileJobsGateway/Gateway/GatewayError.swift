@@ -16,6 +16,9 @@ public enum GatewayError: Error, Sendable, Equatable {
     case upstreamRefused(cloud: Cloud, UpstreamErrorDetail)
     /// The Sandbox Management API refused to say which id a sandbox name has.
     case sandboxLookupRefused(cloud: Cloud, sandbox: String, UpstreamErrorDetail)
+    /// Looking the sandbox's id up failed (`cause`: a timeout, a 5xx, an unreadable answer...), so the call itself
+    /// was never sent; the gateway asks the platform again after `retryAfter` seconds.
+    indirect case sandboxLookupFailed(sandbox: String, cause: GatewayError, retryAfter: Int)
     /// The platform's rate limit (429): a refusal like any 4xx, with its `Retry-After` in seconds passed on.
     case upstreamRateLimited(cloud: Cloud, UpstreamErrorDetail, retryAfter: Int?)
     case upstreamFailed(cloud: Cloud, UpstreamErrorDetail)
@@ -69,8 +72,21 @@ extension Cloud {
     }
 }
 
+/// What the caller asked for, so that a problem's advice fits it: a failed lookup changes nothing and can simply be
+/// repeated, while a failed create or removal may have been carried out.
+public enum CallKind: Sendable {
+    case list
+    case lookup
+    case deletion
+    case other
+}
+
 extension GatewayError {
     public var problem: Problem {
+        problem(for: .other)
+    }
+
+    public func problem(for call: CallKind) -> Problem {
         switch self {
         case .missingHeader(let name):
             return Problem(
@@ -148,7 +164,7 @@ extension GatewayError {
         case .upstreamRefused(let cloud, let detail):
             return Problem(
                 type: "/problems/upstream-refused", title: "The \(cloud.displayName) platform refused the request",
-                status: detail.status, detail: Self.refusalAdvice(cloud, detail), upstream: detail)
+                status: detail.status, detail: Self.refusalAdvice(cloud, detail, call: call), upstream: detail)
 
         case .sandboxLookupRefused(let cloud, let sandbox, let detail):
             let said =
@@ -165,6 +181,16 @@ extension GatewayError {
                 type: "/problems/upstream-refused", title: "The \(cloud.displayName) platform refused the request",
                 status: detail.status, detail: said + advice, upstream: detail)
 
+        case .sandboxLookupFailed(let sandbox, let cause, let retryAfter):
+            var problem = cause.problem(for: call)
+            problem.title = "The sandbox's id could not be looked up"
+            problem.detail =
+                "The gateway needs the id of sandbox '\(sandbox)' and could not look it up: \(cause.lookupFailure). "
+                + "Nothing was sent to the jobs API. Retry after \(Self.seconds(retryAfter)) (until then the gateway "
+                + "gives this answer without asking again), or send the sandbox's id as x-sandbox-id."
+            problem.headers = [("Retry-After", String(retryAfter))]
+            return problem
+
         case .upstreamRateLimited(let cloud, let detail, let retryAfter):
             return Problem(
                 type: "/problems/upstream-refused", title: "The \(cloud.displayName) platform refused the request",
@@ -179,7 +205,7 @@ extension GatewayError {
                 type: "/problems/upstream-error", title: "The \(cloud.displayName) platform failed", status: 502,
                 detail: "The \(cloud.displayName) platform answered HTTP \(detail.status)"
                     + Self.quoted(detail.message) + ". Retry later; if it persists, report the upstream request id. "
-                    + Self.mayHaveHappened,
+                    + Self.mayHaveHappened(call),
                 upstream: detail)
 
         case .upstreamUnavailable(let cloud, let detail, let retryAfter):
@@ -187,7 +213,7 @@ extension GatewayError {
                 type: "/problems/upstream-unavailable", title: "The \(cloud.displayName) platform is unavailable",
                 status: 503,
                 detail: "The \(cloud.displayName) platform answered 503" + Self.quoted(detail.message)
-                    + ". Retry after \(retryAfter.map(Self.seconds) ?? "a while"). " + Self.mayHaveHappened,
+                    + ". Retry after \(retryAfter.map(Self.seconds) ?? "a while"). " + Self.mayHaveHappened(call),
                 upstream: detail, headers: retryAfter.map { [("Retry-After", String($0))] } ?? [])
 
         case .upstreamUnreachable(let cloud, let reason):
@@ -203,23 +229,21 @@ extension GatewayError {
                 type: "/problems/upstream-connection-lost",
                 title: "The connection to the \(cloud.displayName) platform broke", status: 502,
                 detail: "The connection to the \(cloud.displayName) platform broke before its answer was complete "
-                    + "(\(reason)). The platform may have received the call: a lookup can be retried; before "
-                    + "retrying a create or a removal, list the jobs to see whether it was carried out.")
+                    + "(\(reason)). " + Self.mayHaveHappened(call))
 
         case .upstreamTimedOut(let cloud, let reason):
             return Problem(
                 type: "/problems/upstream-timeout", title: "The \(cloud.displayName) platform did not answer in time",
                 status: 504,
-                detail: "The \(cloud.displayName) platform did not answer in time (\(reason)). A lookup can be "
-                    + "retried; before retrying a create, list the jobs to see whether it was made.")
+                detail: "The \(cloud.displayName) platform did not answer in time (\(reason)). "
+                    + Self.mayHaveHappened(call))
 
         case .upstreamMalformed(let cloud, let reason):
             return Problem(
                 type: "/problems/upstream-malformed", title: "The \(cloud.displayName) platform's answer is unreadable",
                 status: 502,
                 detail: "The \(cloud.displayName) platform answered with a body the gateway cannot read (\(reason)). "
-                    + "A create or a removal it answered this way may have been carried out: list the jobs before "
-                    + "retrying one. If it persists, report it with this request id.")
+                    + Self.mayHaveHappened(call) + " If it persists, report it with this request id.")
 
         case .upstreamCircuitOpen(let cloud, let retryAfter):
             return Problem(
@@ -306,6 +330,7 @@ extension GatewayError {
         case .upstreamMalformed: "malformed"
         case .upstreamCircuitOpen: "circuit_open"
         case .upstreamOverloaded: "overloaded"
+        case .sandboxLookupFailed(_, let cause, _): cause.upstreamErrorKind
         default: nil
         }
     }
@@ -317,9 +342,40 @@ extension GatewayError {
 
     /// The upstream's message as a clause; the caller's sentence supplies the full stop.
     /// A platform that failed may still have acted on what it was sent, and a repeated create starts a second
-    /// deletion.
-    private static let mayHaveHappened =
-        "A create or a removal answered this way may have been carried out: list the jobs before retrying one."
+    /// deletion; a lookup changes nothing and can be repeated as it is.
+    private static func mayHaveHappened(_ call: CallKind) -> String {
+        switch call {
+        case .list, .lookup:
+            "A lookup changes nothing and can be retried as it is."
+        case .deletion:
+            "The platform may have carried the call out: list the jobs (or GET the job) to see whether it did before "
+                + "retrying it."
+        case .other:
+            "A lookup can be retried; a create or a removal may have been carried out: list the jobs before retrying "
+                + "one."
+        }
+    }
+
+    /// What went wrong with a sandbox lookup, as a clause.
+    fileprivate var lookupFailure: String {
+        switch self {
+        case .upstreamTimedOut(let cloud, let reason):
+            "the \(cloud.displayName) platform's Sandbox Management API did not answer in time (\(reason))"
+        case .upstreamUnreachable(let cloud, let reason):
+            "the \(cloud.displayName) platform's Sandbox Management API could not be reached (\(reason))"
+        case .upstreamConnectionLost(let cloud, let reason):
+            "the connection to the \(cloud.displayName) platform's Sandbox Management API broke (\(reason))"
+        case .upstreamMalformed(let cloud, let reason):
+            "the \(cloud.displayName) platform's Sandbox Management API answered with a body the gateway cannot read "
+                + "(\(reason))"
+        case .upstreamFailed(let cloud, let detail), .upstreamUnavailable(let cloud, let detail, _),
+            .upstreamRateLimited(let cloud, let detail, _):
+            "the \(cloud.displayName) platform's Sandbox Management API answered HTTP \(detail.status)"
+                + Self.quoted(detail.message)
+        default:
+            problem.detail
+        }
+    }
 
     private static func seconds(_ count: Int) -> String {
         count == 1 ? "1 second" : "\(count) seconds"
@@ -334,7 +390,7 @@ extension GatewayError {
     }
 
     /// What a caller should do about an upstream 4xx, by status.
-    private static func refusalAdvice(_ cloud: Cloud, _ detail: UpstreamErrorDetail) -> String {
+    private static func refusalAdvice(_ cloud: Cloud, _ detail: UpstreamErrorDetail, call: CallKind) -> String {
         let said = "The \(cloud.displayName) platform answered HTTP \(detail.status)" + quoted(detail.message) + ". "
         switch detail.status {
         case 401:
@@ -342,9 +398,15 @@ extension GatewayError {
         case 403:
             return said + "Check that the token, the API key and the organization belong together and may use this "
                 + "sandbox."
+        case 404 where call == .list:
+            return said + "The platform found no jobs collection for this organization and sandbox: check the "
+                + "organization and the sandbox."
         case 404:
             return said + "No such job exists for this organization and sandbox: check the id, the organization and "
                 + "the sandbox."
+        case 400 where (detail.message ?? "").lowercased().contains("batch"):
+            return said + "Only a batch of an ExperienceEvent dataset can be deleted on its own; a record (profile) "
+                + "dataset's data is deleted as a whole: send {\"datasetId\": \"<id>\"} without a batchId."
         case 422:
             return said + "The platform will not run this delete request as asked (it may already exist, or a batch "
                 + "of a record dataset cannot be deleted): read the upstream message and change the request."

@@ -101,7 +101,7 @@ public actor SandboxResolver {
         if let entry = failed[callerKey], entry.route == route, entry.expires > now {
             statistics.cacheHits += 1
             onCache(true)
-            return try entry.outcome.get()
+            return try Self.answer(entry.outcome, sandbox: name, retryAfter: entry.expires - now)
         }
 
         let lookup: Task<Result<String, GatewayError>, Never>
@@ -123,7 +123,28 @@ public actor SandboxResolver {
             inFlight[callerKey] = nil
             remember(outcome, for: callerKey, route: route, configuration: configuration)
         }
-        return try outcome.get()
+        return try Self.answer(outcome, sandbox: name, retryAfter: configuration.sandboxFailureCacheSeconds)
+    }
+
+    /// A lookup that failed stopped the call before anything was sent: the caller is told that, and when the
+    /// gateway will ask the platform again, rather than the bare upstream failure, which reads as if the call itself
+    /// had been sent.
+    private static func answer(
+        _ outcome: Result<String, GatewayError>,
+        sandbox: String,
+        retryAfter: Double
+    ) throws(GatewayError) -> String {
+        switch outcome {
+        case .success(let id):
+            return id
+        case .failure(
+            let cause
+        ) where cause.isUpstreamFailure:
+            throw .sandboxLookupFailed(
+                sandbox: sandbox, cause: cause, retryAfter: max(1, Int(retryAfter.rounded(.up))))
+        case .failure(let other):
+            throw other
+        }
     }
 
     /// Ids for long and for everyone; failures briefly and only for the same credentials, except refused
@@ -175,8 +196,18 @@ public actor SandboxResolver {
         client: UpstreamClient
     ) async -> Result<String, GatewayError> {
         let response: UpstreamResponse
+        var sandbox: SandboxRef?
         do {
-            response = try await client.send(request, cloud: route.cloud)
+            response = try await client.send(
+                request, cloud: route.cloud,
+                readAnswer: { body in
+                    do throws(MalformedUpstreamBody) {
+                        sandbox = try SandboxManagementDialect.readSandbox(body)
+                        return nil
+                    } catch {
+                        return "sandbox lookup: \(error.reason)"
+                    }
+                })
         } catch {
             return .failure(error)
         }
@@ -188,15 +219,13 @@ public actor SandboxResolver {
             }
             return .failure(failure)
         }
-        do {
-            let sandbox = try SandboxManagementDialect.readSandbox(response.body)
-            guard let id = sandbox.id, !id.isEmpty else {
-                return .failure(.sandboxIdUnavailable(orgId: route.orgId, sandbox: name))
-            }
-            return .success(id)
-        } catch {
-            return .failure(.upstreamMalformed(cloud: route.cloud, reason: "sandbox lookup: \(error.reason)"))
+        guard let sandbox else {
+            return .failure(.upstreamMalformed(cloud: route.cloud, reason: "sandbox lookup: the answer was not read"))
         }
+        guard let id = sandbox.id, !id.isEmpty else {
+            return .failure(.sandboxIdUnavailable(orgId: route.orgId, sandbox: name))
+        }
+        return .success(id)
     }
 }
 
@@ -211,6 +240,17 @@ extension ContinuousClock.Instant {
 }
 
 extension GatewayError {
+    /// The platform failed to answer usefully (as opposed to refusing, or the gateway refusing to call it).
+    var isUpstreamFailure: Bool {
+        switch self {
+        case .upstreamTimedOut, .upstreamUnreachable, .upstreamConnectionLost, .upstreamMalformed, .upstreamFailed,
+            .upstreamUnavailable, .upstreamRateLimited:
+            true
+        default:
+            false
+        }
+    }
+
     /// A transport failure, named for the cloud it happened with.
     init(_ failure: UpstreamFailure, cloud: Cloud) {
         switch failure {

@@ -11,6 +11,9 @@ public final class UpstreamClient: Sendable {
         public var result: Result<UpstreamResponse, UpstreamFailure>
         public var seconds: Double
         public var willRetry: Bool
+        /// The answer's headers, also when its body could not be read: the status and request id still say who
+        /// answered what.
+        public var answered: UpstreamResponse?
     }
 
     /// Sleeps for so many seconds; injectable so that tests of the retry loop need not wait.
@@ -87,13 +90,16 @@ public final class UpstreamClient: Sendable {
     ///   - beforeSending: runs once the upstream has let the call through and before the first byte is sent (a
     ///     deletion's intent record); if it throws, nothing is sent and the breaker counts nothing.
     ///   - observe: told of every attempt that reached the transport.
+    ///   - readAnswer: reads a 2xx answer's body and says why it cannot, if it cannot; such an answer counts and is
+    ///     thrown as an unreadable one.
     /// - Returns: the last answer, whatever its status; the caller maps non-2xx answers.
     /// - Throws: the transport's failure named for `cloud`, or the guard's refusal when nothing could be sent.
     public func send(
         _ request: UpstreamRequest,
         cloud: Cloud,
         beforeSending: () async throws(GatewayError) -> Void = {},
-        observe: (Attempt) -> Void = { _ in }
+        observe: (Attempt) -> Void = { _ in },
+        readAnswer: (_ body: [UInt8]) -> String? = { _ in nil }
     ) async throws(GatewayError) -> UpstreamResponse {
         let upstream = upstreamGuard(for: request.url)
         var permit = try Self.admitted(upstream.admit(), cloud: cloud)
@@ -116,11 +122,18 @@ public final class UpstreamClient: Sendable {
             attemptRequest.connectTimeout = min(request.connectTimeout, attemptRequest.totalTimeout)
 
             let started = clock()
-            let result: Result<UpstreamResponse, UpstreamFailure>
+            var result: Result<UpstreamResponse, UpstreamFailure>
             do {
                 result = .success(try await transport.send(attemptRequest))
             } catch {
                 result = .failure(error)
+            }
+            let answered = try? result.get()
+            // A 2xx whose body cannot be read is a failing platform like a 5xx, for the breaker and the metrics.
+            if case .success(let response) = result, (200..<300).contains(response.status),
+                let reason = readAnswer(response.body)
+            {
+                result = .failure(.unreadable(reason))
             }
             let seconds = clock() - started
             upstream.finish(permit, Self.breakerOutcome(result))
@@ -128,7 +141,7 @@ public final class UpstreamClient: Sendable {
             let wait =
                 retryable
                 ? retryWait(after: result, attempt: attempt, deadline: deadline, budget: request.totalTimeout) : nil
-            observe(Attempt(result: result, seconds: seconds, willRetry: wait != nil))
+            observe(Attempt(result: result, seconds: seconds, willRetry: wait != nil, answered: answered))
             guard let wait else {
                 return try Self.delivered(result, cloud: cloud)
             }
