@@ -38,6 +38,13 @@ let package = Package(
             dependencies: ["ProfileJobsGateway"],
             path: "Fuzz/GatewayFuzz"
         ),
+        /// Times one job document's translation (upstream dialect in, canonical JSON out); bench/run also counts its
+        /// instructions under callgrind.
+        .executableTarget(
+            name: "TranslationBench",
+            dependencies: ["ProfileJobsGateway"],
+            path: "bench/TranslationBench"
+        ),
         .testTarget(
             name: "ProfileJobsGatewayTests",
             dependencies: ["ProfileJobsGateway", "UpstreamSimulators"],

@@ -126,7 +126,32 @@
             "JSONWriter's copy of \(excerpt(input)) reads differently: \(excerpt(writer.bytes))")
     }
 
+    /// The byte-level reader answers as JSONDecoder does for every body it takes, as every body type.
+    func requireReadersAgree(_ input: [UInt8]) {
+        requireReadersAgree(AzureJobBody.self, input)
+        requireReadersAgree(AzureListBody.self, input)
+        requireReadersAgree(AWSJobBody.self, input)
+        requireReadersAgree([AWSJobBody].self, input)
+        requireReadersAgree(AWSListBody.self, input)
+        requireReadersAgree(SandboxBody.self, input)
+    }
+
+    /// Compared as descriptions, which show every field (NaN included, which `==` would not match).
+    func requireReadersAgree<T: ScannableBody>(_ type: T.Type, _ input: [UInt8]) {
+        guard let scanned = UpstreamJSON.scanned(T.self, from: input) else { return }
+        let decoded: String
+        do {
+            decoded = String(describing: try UpstreamJSON.decodedByFoundation(T.self, from: input))
+        } catch {
+            decoded = "error: \(error.reason)"
+        }
+        require(
+            String(describing: scanned) == decoded,
+            "\(T.self) from \(excerpt(input)): the byte reader read \(scanned), JSONDecoder \(decoded)")
+    }
+
     func readJob(_ input: [UInt8], cloud: Cloud) {
+        requireReadersAgree(input)
         let job: SystemJob
         do {
             job = try cloud.dialect.readJob(input)
@@ -139,6 +164,7 @@
     }
 
     func readList(_ input: [UInt8], cloud: Cloud) {
+        requireReadersAgree(input)
         let page: UpstreamJobPage
         do {
             page = try cloud.dialect.readList(input)
@@ -161,6 +187,7 @@
     }
 
     func readSandbox(_ input: [UInt8]) {
+        requireReadersAgree(input)
         do {
             let sandbox = try SandboxManagementDialect.readSandbox(input)
             require(

@@ -52,7 +52,7 @@ public enum AWSDialect: Dialect {
 }
 
 /// One AWS job as the upstream writes it; unknown fields are ignored.
-struct AWSJobBody: Decodable {
+struct AWSJobBody: ScannableBody {
     struct Sandbox: Decodable {
         var sandboxName: String?
         var sandboxId: String?
@@ -73,6 +73,24 @@ struct AWSJobBody: Decodable {
     var properties: Properties?
     var createdAt: String?
     var updatedAt: String?
+
+    init(scanned node: JSONNode) throws(NotScanned) {
+        let object = try ScannedObject(node)
+        requestId = try object.string("requestId")
+        requestType = try object.string("requestType")
+        imsOrgId = try object.string("imsOrgId")
+        sandbox = try object.object("sandbox").map { sandbox throws(NotScanned) in
+            Sandbox(sandboxName: try sandbox.string("sandboxName"), sandboxId: try sandbox.string("sandboxId"))
+        }
+        status = try object.string("status")
+        properties = try object.object("properties").map { properties throws(NotScanned) in
+            Properties(
+                datasetId: try properties.string("datasetId"), dataSetId: try properties.string("dataSetId"),
+                batchId: try properties.string("batchId"))
+        }
+        createdAt = try object.string("createdAt")
+        updatedAt = try object.string("updatedAt")
+    }
 
     func systemJob() throws(MalformedUpstreamBody) -> SystemJob {
         guard let id = nonEmpty(requestId) else {
@@ -114,7 +132,7 @@ struct AWSJobBody: Decodable {
 }
 
 /// AWS's newer list page; `start` arrives as a string, `next` as a number.
-struct AWSListBody: Decodable {
+struct AWSListBody: ScannableBody {
     struct Page: Decodable {
         var pageSize: LenientScalar?
         var start: LenientScalar?
@@ -132,6 +150,13 @@ struct AWSListBody: Decodable {
             totalCount = container.lenient(.totalCount)
             next = container.lenient(.next)
         }
+
+        init(scanned object: ScannedObject) throws(NotScanned) {
+            pageSize = try object.lenient("pageSize")
+            start = try object.lenient("start")
+            totalCount = try object.lenient("totalCount")
+            next = try object.lenient("next")
+        }
     }
 
     var page: Page?
@@ -140,5 +165,11 @@ struct AWSListBody: Decodable {
     enum CodingKeys: String, CodingKey {
         case page = "_page"
         case children
+    }
+
+    init(scanned node: JSONNode) throws(NotScanned) {
+        let object = try ScannedObject(node)
+        page = try object.object("_page").map { object throws(NotScanned) in try Page(scanned: object) }
+        children = try object.value("children").map { node throws(NotScanned) in try [AWSJobBody](scanned: node) }
     }
 }

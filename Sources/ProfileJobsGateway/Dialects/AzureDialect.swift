@@ -49,7 +49,7 @@ public enum AzureDialect: Dialect {
 }
 
 /// One Azure job as the upstream writes it; unknown fields are ignored.
-struct AzureJobBody: Decodable {
+struct AzureJobBody: ScannableBody {
     var id: String?
     var imsOrgId: String?
     /// Dataset deletes spell it with a capital S.
@@ -62,6 +62,20 @@ struct AzureJobBody: Decodable {
     var metrics: AzureMetrics?
     var createEpoch: Int?
     var updateEpoch: Int?
+
+    init(scanned node: JSONNode) throws(NotScanned) {
+        let object = try ScannedObject(node)
+        id = try object.string("id")
+        imsOrgId = try object.string("imsOrgId")
+        dataSetId = try object.string("dataSetId")
+        datasetId = try object.string("datasetId")
+        batchId = try object.string("batchId")
+        jobType = try object.string("jobType")
+        status = try object.string("status")
+        metrics = try object.value("metrics").map { node throws(NotScanned) in try AzureMetrics(scanned: node) }
+        createEpoch = try object.integer("createEpoch")
+        updateEpoch = try object.integer("updateEpoch")
+    }
 
     func systemJob() throws(MalformedUpstreamBody) -> SystemJob {
         guard let id = nonEmpty(id) else {
@@ -122,6 +136,11 @@ struct AzureMetrics: Decodable {
             timeTakenInSec = container.lenientNumber(.timeTakenInSec)
         }
 
+        init(scanned object: ScannedObject) throws(NotScanned) {
+            recordsProcessed = try object.lenientNumber("recordsProcessed")
+            timeTakenInSec = try object.lenientNumber("timeTakenInSec")
+        }
+
         var metrics: JobMetrics? {
             guard recordsProcessed != nil || timeTakenInSec != nil else { return nil }
             return JobMetrics(recordsProcessed: recordsProcessed, durationSeconds: timeTakenInSec)
@@ -136,10 +155,26 @@ struct AzureMetrics: Decodable {
             figures = (try? container.decode(Figures.self))?.metrics
         }
     }
+
+    /// As `init(from:)`: the string's own JSON when it holds an object, the object itself, no figures otherwise.
+    init(scanned node: JSONNode) throws(NotScanned) {
+        switch node {
+        case .string(let text):
+            guard let inner = JSONNode.parse(Array(text.utf8)) else { throw NotScanned() }
+            figures = try Self.figures(inner)
+        default:
+            figures = try Self.figures(node)
+        }
+    }
+
+    private static func figures(_ node: JSONNode) throws(NotScanned) -> JobMetrics? {
+        guard case .object = node else { return nil }
+        return try Figures(scanned: ScannedObject(node)).metrics
+    }
 }
 
 /// Azure's list page.
-struct AzureListBody: Decodable {
+struct AzureListBody: ScannableBody {
     struct Page: Decodable {
         var count: LenientScalar?
         var next: LenientScalar?
@@ -148,6 +183,11 @@ struct AzureListBody: Decodable {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             count = container.lenient(.count)
             next = container.lenient(.next)
+        }
+
+        init(scanned object: ScannedObject) throws(NotScanned) {
+            count = try object.lenient("count")
+            next = try object.lenient("next")
         }
 
         enum CodingKeys: String, CodingKey {
@@ -161,5 +201,11 @@ struct AzureListBody: Decodable {
     enum CodingKeys: String, CodingKey {
         case page = "_page"
         case children
+    }
+
+    init(scanned node: JSONNode) throws(NotScanned) {
+        let object = try ScannedObject(node)
+        page = try object.object("_page").map { object throws(NotScanned) in try Page(scanned: object) }
+        children = try object.value("children").map { node throws(NotScanned) in try [AzureJobBody](scanned: node) }
     }
 }

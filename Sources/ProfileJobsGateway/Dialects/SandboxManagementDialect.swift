@@ -17,7 +17,13 @@ public enum SandboxManagementDialect {
 }
 
 /// The two fields of a sandbox the gateway needs; title, state, region and the rest are ignored.
-struct SandboxBody: Decodable {
+struct SandboxBody: ScannableBody {
     var name: String?
     var id: String?
+
+    init(scanned node: JSONNode) throws(NotScanned) {
+        let object = try ScannedObject(node)
+        name = try object.string("name")
+        id = try object.string("id")
+    }
 }

@@ -36,7 +36,9 @@ enum UpstreamJSON {
     }
 
     /// Decodes `body` as `T`, turning every decoding failure into a short reason.
-    static func decode<T: Decodable>(_ type: T.Type, from body: [UInt8]) throws(MalformedUpstreamBody) -> T {
+    ///
+    /// The byte-level reader takes the bodies it is sure of; `JSONDecoder` reads every other one, as it always has.
+    static func decode<T: ScannableBody>(_ type: T.Type, from body: [UInt8]) throws(MalformedUpstreamBody) -> T {
         switch opening(of: body) {
         case .empty:
             throw MalformedUpstreamBody(reason: "empty body")
@@ -48,6 +50,24 @@ enum UpstreamJSON {
             break
         }
 
+        if let scanned = scanned(T.self, from: body) {
+            return scanned
+        }
+        return try decodedByFoundation(T.self, from: body)
+    }
+
+    /// The body as the byte-level reader reads it; nil when it leaves the body to `JSONDecoder`.
+    static func scanned<T: ScannableBody>(_ type: T.Type, from body: [UInt8]) -> T? {
+        guard let node = JSONNode.parse(body) else { return nil }
+        return try? T(scanned: node)
+    }
+
+    /// The body as `JSONDecoder` reads it, for bodies the byte-level reader leaves, and for the checks that hold the
+    /// two readers to the same answers.
+    static func decodedByFoundation<T: Decodable>(
+        _ type: T.Type,
+        from body: [UInt8]
+    ) throws(MalformedUpstreamBody) -> T {
         do {
             return try decoder.decode(T.self, from: Data(body))
         } catch let error as DecodingError {
@@ -93,6 +113,10 @@ enum UpstreamJSON {
 struct LenientScalar: Decodable, Sendable {
     var text: String
 
+    init(text: String) {
+        self.text = text
+    }
+
     init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if let string = try? container.decode(String.self) {
@@ -135,5 +159,99 @@ extension KeyedDecodingContainer {
     /// Reads a figure that may be a number or a numeric string; any other type counts as absent.
     func lenientNumber(_ key: Key) -> Double? {
         ((try? decodeIfPresent(LenientNumber.self, forKey: key)) ?? nil)?.value
+    }
+}
+
+// MARK: - Bodies read from a scanned document
+
+/// A body the byte-level reader can build: `init(scanned:)` reads each field as the Codable conformance would, and
+/// throws `NotScanned` wherever it cannot be sure to, so that `UpstreamJSON.decode` hands the body to `JSONDecoder`.
+protocol ScannableBody: Decodable {
+    init(scanned node: JSONNode) throws(NotScanned)
+}
+
+/// This body is for `JSONDecoder`: a field of an unexpected type, a key written twice, a number not in plain form.
+/// Errors, with their reasons and paths, always come from `JSONDecoder`.
+struct NotScanned: Error {}
+
+extension Array: ScannableBody where Element: ScannableBody {
+    init(scanned node: JSONNode) throws(NotScanned) {
+        guard case .array(let items) = node else { throw NotScanned() }
+        self = []
+        reserveCapacity(items.count)
+        for item in items {
+            append(try Element(scanned: item))
+        }
+    }
+}
+
+/// One object's members, read the way `decodeIfPresent` and the lenient readers read them.
+struct ScannedObject {
+    let members: [(key: String, value: JSONNode)]
+
+    init(_ node: JSONNode) throws(NotScanned) {
+        guard case .object(let members) = node else { throw NotScanned() }
+        self.members = members
+    }
+
+    /// The member's value; nil when absent or null, as `decodeIfPresent` reads both.
+    func value(_ key: String) throws(NotScanned) -> JSONNode? {
+        var found: JSONNode?
+        for member in members where member.key == key {
+            // JSONDecoder keeps the first of two; rather than rely on that, such a body is its to read.
+            guard found == nil else { throw NotScanned() }
+            found = member.value
+        }
+        if case .null? = found { return nil }
+        return found
+    }
+
+    func string(_ key: String) throws(NotScanned) -> String? {
+        switch try value(key) {
+        case nil: return nil
+        case .string(let text)?: return text
+        case _?: throw NotScanned()
+        }
+    }
+
+    /// A whole number written without fraction or exponent that fits an `Int`; other numbers are JSONDecoder's.
+    func integer(_ key: String) throws(NotScanned) -> Int? {
+        switch try value(key) {
+        case nil: return nil
+        case .number(let text)?:
+            guard let number = Int(text) else { throw NotScanned() }
+            return number
+        case _?: throw NotScanned()
+        }
+    }
+
+    func object(_ key: String) throws(NotScanned) -> ScannedObject? {
+        guard let node = try value(key) else { return nil }
+        return try ScannedObject(node)
+    }
+
+    /// As `KeyedDecodingContainer.lenient`: a string, a whole number or a boolean as text; an array or object is
+    /// absent. Other numbers (fractions, exponents) are left to JSONDecoder, whose text for them is its own.
+    func lenient(_ key: String) throws(NotScanned) -> LenientScalar? {
+        switch try value(key) {
+        case nil, .array?, .object?: return nil
+        case .string(let text)?: return LenientScalar(text: text)
+        case .bool(let flag)?: return LenientScalar(text: String(flag))
+        case .number(let text)?:
+            guard let number = Int(text) else { throw NotScanned() }
+            return LenientScalar(text: String(number))
+        case .null?: return nil
+        }
+    }
+
+    /// As `KeyedDecodingContainer.lenientNumber`: a finite number, or a string `Double` reads; anything else is nil.
+    func lenientNumber(_ key: String) throws(NotScanned) -> Double? {
+        switch try value(key) {
+        case .number(let text)?:
+            guard let number = Double(text), number.isFinite else { throw NotScanned() }
+            return number
+        case .string(let text)?: return Double(text)
+        default: return nil
+        }
     }
 }
