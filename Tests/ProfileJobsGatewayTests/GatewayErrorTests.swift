@@ -184,6 +184,8 @@ import UpstreamSimulators
     static let badBodies: [(body: String, mentions: String)] = [
         ("", "empty"),
         ("{\"datasetId\": ", "not valid JSON"),
+        (#"{"datasetId": "d1",}"#, "not valid JSON"),
+        (#"{"datasetId": "d1", "batchId": "b1",}"#, "not valid JSON"),
         ("[\"d1\"]", "JSON object"),
         (#"{"datasetId": "d1", "sandbox": "prod"}"#, "sandbox"),
         (#"{"datasetId": 42}"#, "datasetId"),

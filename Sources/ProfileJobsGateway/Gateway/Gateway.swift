@@ -490,9 +490,13 @@ public final class Gateway: HTTPHandler {
         guard case .object(let fields) = document else {
             throw .invalidBody("The body must be a JSON object, found \(document.kind)")
         }
+        // The decoder also takes a comma before the closing brace, which the key scan, following RFC 8259, does not.
+        guard let keys = JSONValue.topLevelKeys(request.body) else {
+            throw .invalidBody("The body is not valid JSON")
+        }
         // The decoder keeps one of two equal keys silently; which dataset to delete must not be a guess.
         var seen = Set<String>()
-        if let repeated = (JSONValue.topLevelKeys(request.body) ?? []).first(where: { !seen.insert($0).inserted }) {
+        if let repeated = keys.first(where: { !seen.insert($0).inserted }) {
             throw .invalidBody("Field '\(repeated.prefix(64))' is given more than once; give it once")
         }
 
