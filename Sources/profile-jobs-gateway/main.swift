@@ -275,7 +275,8 @@ func runServe(_ arguments: [String]) {
     let audit = openAudit(configuration.audit, metrics: metrics, logger: logger)
     let gateway = Gateway(
         configuration: configuration, transport: transport, audit: audit, metrics: metrics, logger: logger)
-    let server = GatewayServer.make(configuration: configuration, gateway: gateway)
+    let server = GatewayServer.make(
+        configuration: configuration, gateway: gateway, handlerExecutors: transport.executors)
     do {
         try server.start()
     } catch {

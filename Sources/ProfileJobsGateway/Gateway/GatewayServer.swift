@@ -8,8 +8,13 @@ public enum GatewayServer {
         return .seconds(max(10, (longest.connect + longest.total + 1).rounded(.up)))
     }
 
-    public static func make(configuration: GatewayConfiguration, gateway: Gateway) -> HTTPServer {
+    /// - Parameter handlerExecutors: where calls run; the upstream transport's event loops, so that a call and its
+    ///   upstream exchange stay on one thread.
+    public static func make(
+        configuration: GatewayConfiguration, gateway: Gateway, handlerExecutors: [any TaskExecutor] = []
+    ) -> HTTPServer {
         var server = HTTPServerConfiguration()
+        server.handlerExecutors = handlerExecutors
         server.host = configuration.host
         server.port = configuration.port
         server.maxBodyBytes = 64 * 1024

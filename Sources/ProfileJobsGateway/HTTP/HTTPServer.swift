@@ -33,6 +33,10 @@ public struct HTTPServerConfiguration: Sendable {
     /// a head that does not fit there is refused by libmicrohttpd itself, with a plain page.
     public var maxHeaderBytes = 16 * 1024
     public var listenBacklog = 1024
+    /// Executors the handler tasks run on, taken in turn; empty runs them on Swift's global pool. Giving the
+    /// upstream client's event loops here lets a handler start its upstream call and read the answer without a
+    /// thread switch.
+    public var handlerExecutors: [any TaskExecutor] = []
 
     public init() {}
 }
@@ -214,6 +218,8 @@ private final class ServerCore: @unchecked Sendable {
     /// notice comes before the socket is closed, so a socket found here under the lock is still this connection's.
     let watches = Locked<[UInt: ConnectionWatch]>([:])
     let slowClientsDisconnected = Atomic(0)
+    /// Which of `configuration.handlerExecutors` takes the next request.
+    let nextExecutor = Atomic(0)
     var watchdog: (any DispatchSourceTimer)?
     var daemon: OpaquePointer?
     var boundPort: UInt16 = 0
@@ -527,9 +533,18 @@ private final class ServerCore: @unchecked Sendable {
         }
 
         let handler = self.handler
-        Task {
-            let answer = await handler.handle(request)
-            self.complete(context, with: answer)
+        let executors = configuration.handlerExecutors
+        if executors.isEmpty {
+            Task {
+                let answer = await handler.handle(request)
+                self.complete(context, with: answer)
+            }
+        } else {
+            let executor = executors[nextExecutor.add(1, ordering: .relaxed).oldValue % executors.count]
+            Task(executorPreference: executor) {
+                let answer = await handler.handle(request)
+                self.complete(context, with: answer)
+            }
         }
         return .YES
     }

@@ -1,4 +1,5 @@
 import CCurl
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -6,17 +7,28 @@ import CCurl
     import Musl
 #endif
 
-/// Sends upstream calls through one libcurl multi handle on one event-loop thread, so thousands of calls
-/// can be in flight without a thread each and keep-alive connections are reused across calls.
+/// Sends upstream calls through libcurl multi handles, each driven by an event-loop thread of its own that waits on
+/// its sockets with epoll, so thousands of calls can be in flight without a thread each and keep-alive connections
+/// are reused across calls.
+///
+/// Each loop is also a task executor: a handler task that prefers it runs its own code on the loop thread, so a call
+/// is started and its answer delivered without a thread switch.
 public final class CurlTransport: UpstreamTransport {
     /// Settings fixed for the transport's lifetime.
     public struct Configuration: Sendable {
-        /// Idle keep-alive connections kept open; libcurl's default of 5 closes a connection after nearly every call under load.
-        public var maxIdleConnections: Int = 256
+        /// Idle keep-alive connections each loop keeps open; libcurl's default of 5 closes a connection after nearly
+        /// every call under load, leaving thousands of sockets in TIME_WAIT.
+        public var maxIdleConnections: Int = 1024
         /// PEM bundle of trusted CAs for upstream TLS; nil uses the system store. Verification is always on.
         public var caBundlePath: String? = nil
         /// Largest upstream body accepted, counted after decompression; a larger one is an unreadable failure.
         public var maxResponseBytes: Int = 8 << 20
+        /// Event-loop threads, each with its own multi handle and connection pool; one per core keeps every core
+        /// busy without threads waiting on each other.
+        public var loops: Int = 2
+        /// Bytes libcurl reads from a socket at a time, held by every call in flight: job documents are well under
+        /// it, and a larger answer only takes more reads.
+        public var receiveBufferBytes: Int = 8 * 1024
 
         public init() {}
     }
@@ -26,11 +38,13 @@ public final class CurlTransport: UpstreamTransport {
         public var description: String
     }
 
-    private let loop: CurlEventLoop
-    /// The loop thread until it has been joined; nil afterwards, which makes `shutdown` idempotent.
-    private let thread: Locked<pthread_t?>
+    private let loops: [CurlEventLoop]
+    /// The loop threads until they have been joined; nil afterwards, which makes `shutdown` idempotent.
+    private let threads: Locked<[pthread_t]?>
+    /// Spreads calls made from outside the loops over them.
+    private let nextLoop = Atomic(0)
 
-    /// Starts the event-loop thread.
+    /// Starts the event-loop threads.
     public init(configuration: Configuration = .init()) throws {
         if let failure = libcurlSetupFailure {
             throw SetupError(description: failure)
@@ -40,23 +54,34 @@ public final class CurlTransport: UpstreamTransport {
             throw SetupError(description: "the CA bundle \(path) is not readable")
         }
 
-        let multi: MultiHandle
+        var loops: [CurlEventLoop] = []
+        var threads: [pthread_t] = []
         do {
-            multi = try MultiHandle(maxIdleConnections: configuration.maxIdleConnections)
+            for _ in 0..<max(configuration.loops, 1) {
+                let loop = try CurlEventLoop(configuration: configuration)
+                loops.append(loop)
+                threads.append(try loop.startThread())
+            }
         } catch {
+            for loop in loops { loop.stop() }
+            for thread in threads { pthread_join(thread, nil) }
             throw SetupError(description: error.message)
         }
-
-        loop = CurlEventLoop(multi: multi, configuration: configuration)
-        thread = Locked(try loop.startThread())
+        self.loops = loops
+        self.threads = Locked(threads)
     }
 
     deinit {
         shutdown()
     }
 
-    /// Suspends until the loop thread delivers the answer or the failure.
+    /// The loops as executors for the tasks that call this transport: a task that prefers one runs on its thread.
+    public var executors: [any TaskExecutor] { loops }
+
+    /// Suspends until a loop thread delivers the answer or the failure.
     public func send(_ request: UpstreamRequest) async throws(UpstreamFailure) -> UpstreamResponse {
+        let loop =
+            loops.first { $0.isCurrentThread } ?? loops[nextLoop.add(1, ordering: .relaxed).oldValue % loops.count]
         let maxResponseBytes = loop.configuration.maxResponseBytes
 
         // TODO: cancelling the calling task does not abort its transfer yet; the request's total timeout bounds it.
@@ -66,20 +91,22 @@ public final class CurlTransport: UpstreamTransport {
         return try result.get()
     }
 
-    /// Stops the loop, fails the calls still pending and waits for the thread to end.
+    /// Stops the loops, fails the calls still pending and waits for the threads to end.
     public func shutdown() {
-        loop.stop()
-
-        let joinable = thread.withLock { thread in
-            defer { thread = nil }
-            return thread
+        for loop in loops {
+            loop.stop()
         }
-        guard let joinable else { return }
 
-        if pthread_equal(joinable, pthread_self()) != 0 {
-            pthread_detach(joinable)
-        } else {
-            pthread_join(joinable, nil)
+        let joinable = threads.withLock { threads in
+            defer { threads = nil }
+            return threads ?? []
+        }
+        for thread in joinable {
+            if pthread_equal(thread, pthread_self()) != 0 {
+                pthread_detach(thread)
+            } else {
+                pthread_join(thread, nil)
+            }
         }
     }
 }
@@ -98,29 +125,71 @@ private let libcurlSetupFailure: String? = {
 
 // MARK: - Event loop
 
-/// Owns the multi handle; only its thread touches transfers once they have left the submission queue.
-private final class CurlEventLoop: Sendable {
-    /// What callers on other threads share with the loop thread.
-    struct Submissions {
-        var queue: [Transfer] = []
+/// Owns a multi handle and runs the jobs of tasks that prefer it; only its thread touches transfers once they have
+/// left the inbox.
+///
+/// Safe as `@unchecked Sendable`: the fields marked loop-only are touched by the loop thread alone (libcurl's
+/// callbacks run inside `curl_multi_socket_action` on it); the rest are immutable, atomic or behind `inbox`'s lock.
+private final class CurlEventLoop: TaskExecutor, @unchecked Sendable {
+    /// What other threads hand to the loop thread.
+    struct Inbox {
+        var transfers: [Transfer] = []
+        var jobs: [UnownedJob] = []
         var isStopping = false
+        /// Set once the loop has returned: jobs then go to the global executor, since nothing here would run them.
+        var hasEnded = false
     }
 
     let configuration: CurlTransport.Configuration
     private let multi: MultiHandle
-    private let submissions = Locked(Submissions())
+    private let poller: Int32
+    private let wakeEvent: Int32
+    private let inbox = Locked(Inbox())
+    /// Whether a wake-up is already written and not yet read, so a burst of submissions writes the eventfd once.
+    private let wakePending = Atomic(false)
+    /// The loop thread's id once it runs; 0 before.
+    private let owner = Atomic<UInt>(0)
 
-    init(multi: MultiHandle, configuration: CurlTransport.Configuration) {
-        self.multi = multi
+    /// Loop-only: transfers handed to libcurl and not yet finished.
+    private var active: [ObjectIdentifier: Transfer] = [:]
+    /// Loop-only: easy handles of finished transfers, reset and kept for the next ones.
+    private var idleHandles: [EasyHandle] = []
+    /// Loop-only: when libcurl wants `curl_multi_socket_action` called for its timeouts, in monotonic milliseconds.
+    fileprivate var timerDeadline: Int?
+
+    init(configuration: CurlTransport.Configuration) throws(CurlError) {
         self.configuration = configuration
+        multi = try MultiHandle(maxIdleConnections: configuration.maxIdleConnections)
+        poller = epoll_create1(Int32(EPOLL_CLOEXEC))
+        wakeEvent = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard poller >= 0, wakeEvent >= 0 else {
+            let reason = String(cString: strerror(errno))
+            if poller >= 0 { close(poller) }
+            if wakeEvent >= 0 { close(wakeEvent) }
+            multi.cleanup()
+            throw CurlError(message: "could not create the upstream loop's poller: \(reason)")
+        }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.fd = wakeEvent
+        epoll_ctl(poller, EPOLL_CTL_ADD, wakeEvent, &event)
     }
 
     deinit {
+        for easy in idleHandles {
+            easy.cleanup()
+        }
         multi.cleanup()
+        close(poller)
+        close(wakeEvent)
+    }
+
+    var isCurrentThread: Bool {
+        owner.load(ordering: .relaxed) == UInt(pthread_self())
     }
 
     /// Starts the loop thread; the thread keeps the loop alive until `run` returns.
-    func startThread() throws(CurlTransport.SetupError) -> pthread_t {
+    func startThread() throws(CurlError) -> pthread_t {
         var thread = pthread_t()
 
         // Unmanaged: the retain taken here is released by the thread when its loop has returned.
@@ -136,16 +205,33 @@ private final class CurlEventLoop: Sendable {
 
         guard started == 0 else {
             Unmanaged<CurlEventLoop>.fromOpaque(context).release()
-            throw CurlTransport.SetupError(description: "could not start the upstream thread (error \(started))")
+            throw CurlError(message: "could not start the upstream thread (error \(started))")
         }
         return thread
     }
 
+    /// Runs a job of a task that prefers this loop on the loop thread; from the loop thread itself it only queues it.
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        let queued = inbox.withLock { inbox in
+            guard !inbox.hasEnded else { return false }
+            inbox.jobs.append(job)
+            return true
+        }
+        guard queued else {
+            globalConcurrentExecutor.enqueue(job)
+            return
+        }
+        if !isCurrentThread {
+            wakeUp()
+        }
+    }
+
     /// Queues a transfer for the loop thread, or fails it at once after shutdown.
     func submit(_ transfer: Transfer) {
-        let accepted = submissions.withLock { submissions in
-            guard !submissions.isStopping else { return false }
-            submissions.queue.append(transfer)
+        let accepted = inbox.withLock { inbox in
+            guard !inbox.isStopping else { return false }
+            inbox.transfers.append(transfer)
             return true
         }
 
@@ -153,15 +239,17 @@ private final class CurlEventLoop: Sendable {
             transfer.finish(.failure(.unreachable("the upstream transport has been shut down")))
             return
         }
-        wakeUp()
+        if !isCurrentThread {
+            wakeUp()
+        }
     }
 
     /// Asks the loop to end; calls not yet handed to libcurl fail here so they never wait for the thread.
     func stop() {
-        let abandoned = submissions.withLock { submissions in
-            submissions.isStopping = true
-            defer { submissions.queue = [] }
-            return submissions.queue
+        let abandoned = inbox.withLock { inbox in
+            inbox.isStopping = true
+            defer { inbox.transfers = [] }
+            return inbox.transfers
         }
 
         for transfer in abandoned {
@@ -171,40 +259,66 @@ private final class CurlEventLoop: Sendable {
     }
 
     private func wakeUp() {
-        // A lost wakeup only delays the loop until its poll times out, so there is nothing better to do with an error.
-        _ = try? check(curl_multi_wakeup(multi.raw), "waking the upstream loop")
+        guard !wakePending.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        var one: UInt64 = 1
+        // A full counter already wakes the loop, so a failed write loses nothing.
+        _ = write(wakeEvent, &one, 8)
     }
 
-    /// The loop thread's body: start submitted transfers, let libcurl work, deliver finished ones, wait.
+    /// The loop thread's body: run queued jobs, start submitted transfers, wait for sockets or libcurl's timer, let
+    /// libcurl work, deliver finished transfers.
     private func run() {
-        var active: [ObjectIdentifier: Transfer] = [:]
+        owner.store(UInt(pthread_self()), ordering: .relaxed)
+        do {
+            try multi.attach(to: self)
+        } catch {
+            inbox.withLock { $0.isStopping = true }
+        }
+
+        let capacity = 256
+        let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
+        defer { events.deallocate() }
 
         while true {
-            let (submitted, isStopping) = submissions.withLock { submissions in
-                defer { submissions.queue = [] }
-                return (submissions.queue, submissions.isStopping)
+            let (jobs, submitted, isStopping) = inbox.withLock { inbox in
+                defer { (inbox.jobs, inbox.transfers) = ([], []) }
+                return (inbox.jobs, inbox.transfers, inbox.isStopping)
+            }
+            for job in jobs {
+                job.runSynchronously(on: asUnownedTaskExecutor())
             }
             if isStopping {
                 for transfer in submitted {
                     transfer.finish(.failure(.unreachable("the upstream transport shut down before the call was sent")))
                 }
-                abandon(&active, .brokenResponse("the upstream transport shut down before the answer arrived"))
+                abandonActive(.brokenResponse("the upstream transport shut down before the answer arrived"))
+                end()
                 return
             }
-
             for transfer in submitted {
-                start(transfer, in: &active)
+                start(transfer)
             }
 
+            let hasWork = inbox.withLock { !$0.jobs.isEmpty || !$0.transfers.isEmpty || $0.isStopping }
+            let ready = epoll_wait(poller, events, Int32(capacity), hasWork ? 0 : waitMilliseconds())
             do {
-                var running: Int32 = 0
-                try check(curl_multi_perform(multi.raw, &running), "driving upstream transfers")
-                deliverFinished(from: &active)
-
-                // TODO: curl_multi_socket_action with epoll would scale better than curl_multi_poll, which scans every socket on each pass.
-                try check(curl_multi_poll(multi.raw, nil, 0, 1000, nil), "waiting for upstream sockets")
+                for index in 0..<max(Int(ready), 0) {
+                    let event = events[index]
+                    if event.data.fd == wakeEvent {
+                        var count: UInt64 = 0
+                        _ = read(wakeEvent, &count, 8)
+                        wakePending.store(false, ordering: .releasing)
+                        continue
+                    }
+                    try act(on: event.data.fd, flags: Self.curlFlags(event.events))
+                }
+                if let deadline = timerDeadline, deadline <= monotonicMilliseconds() {
+                    timerDeadline = nil
+                    try act(on: CURL_SOCKET_TIMEOUT, flags: 0)
+                }
+                deliverFinished()
             } catch {
-                abandon(&active, .brokenResponse("the upstream event loop failed: \(error.message)"))
+                abandonActive(.brokenResponse("the upstream event loop failed: \(error.message)"))
 
                 // A multi handle that keeps failing would otherwise turn this loop into a busy spin.
                 usleep(10_000)
@@ -212,15 +326,63 @@ private final class CurlEventLoop: Sendable {
         }
     }
 
-    /// Creates and configures the easy handle for a transfer and hands it to the multi handle.
-    private func start(_ transfer: Transfer, in active: inout [ObjectIdentifier: Transfer]) {
-        guard let easy = EasyHandle() else {
+    /// Hands the jobs still queued to the global executor, so the tasks waiting in them finish.
+    private func end() {
+        let jobs = inbox.withLock { inbox in
+            inbox.hasEnded = true
+            defer { inbox.jobs = [] }
+            return inbox.jobs
+        }
+        for job in jobs {
+            globalConcurrentExecutor.enqueue(job)
+        }
+    }
+
+    /// How long epoll may wait: until libcurl's timer is due, and at most a second so a lost wake-up only delays.
+    private func waitMilliseconds() -> Int32 {
+        guard let deadline = timerDeadline else { return 1000 }
+        return Int32(min(max(deadline - monotonicMilliseconds(), 0), 1000))
+    }
+
+    private func act(on socket: curl_socket_t, flags: Int32) throws(CurlError) {
+        var running: Int32 = 0
+        try check(curl_multi_socket_action(multi.raw, socket, flags, &running), "driving upstream transfers")
+    }
+
+    private static func curlFlags(_ events: UInt32) -> Int32 {
+        var flags: Int32 = 0
+        if events & EPOLLIN.rawValue != 0 { flags |= CURL_CSELECT_IN }
+        if events & EPOLLOUT.rawValue != 0 { flags |= CURL_CSELECT_OUT }
+        if events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { flags |= CURL_CSELECT_ERR }
+        return flags
+    }
+
+    /// libcurl's socket callback: watches `socket` for what libcurl waits on, or stops watching it.
+    fileprivate func watch(_ socket: curl_socket_t, for what: Int32) -> Int32 {
+        if what == CURL_POLL_REMOVE {
+            // The socket may be closed already, which removed it from the poller too.
+            epoll_ctl(poller, EPOLL_CTL_DEL, socket, nil)
+            return 0
+        }
+        var event = epoll_event()
+        event.events = 0
+        if what & CURL_POLL_IN != 0 { event.events |= EPOLLIN.rawValue }
+        if what & CURL_POLL_OUT != 0 { event.events |= EPOLLOUT.rawValue }
+        event.data.fd = socket
+        if epoll_ctl(poller, EPOLL_CTL_MOD, socket, &event) == 0 { return 0 }
+        return epoll_ctl(poller, EPOLL_CTL_ADD, socket, &event) == 0 ? 0 : -1
+    }
+
+    /// Configures an easy handle (a reused one when there is one) for a transfer and hands it to the multi handle.
+    private func start(_ transfer: Transfer) {
+        guard let easy = idleHandles.popLast() ?? EasyHandle() else {
             transfer.finish(.failure(.unreachable("libcurl could not create a transfer")))
             return
         }
 
         do {
-            try transfer.configure(easy, caBundlePath: configuration.caBundlePath)
+            try transfer.configure(
+                easy, caBundlePath: configuration.caBundlePath, receiveBufferBytes: configuration.receiveBufferBytes)
             try check(curl_multi_add_handle(multi.raw, easy.raw), "starting the transfer")
         } catch {
             easy.cleanup()
@@ -232,8 +394,8 @@ private final class CurlEventLoop: Sendable {
         active[ObjectIdentifier(transfer)] = transfer
     }
 
-    /// Resumes the callers of every transfer libcurl reports as done and frees their handles.
-    private func deliverFinished(from active: inout [ObjectIdentifier: Transfer]) {
+    /// Resumes the callers of every transfer libcurl reports as done and keeps their handles for later transfers.
+    private func deliverFinished() {
         var queued: Int32 = 0
         while let message = curl_multi_info_read(multi.raw, &queued) {
             guard message.pointee.msg == CURLMSG_DONE, let raw = message.pointee.easy_handle else { continue }
@@ -246,29 +408,64 @@ private final class CurlEventLoop: Sendable {
             let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
             let result = transfer.result(of: message.pointee.data.result, on: easy)
 
-            release(transfer)
+            release(transfer, keepingHandle: true)
             active[ObjectIdentifier(transfer)] = nil
             transfer.finish(result)
         }
     }
 
     /// Fails every active transfer with `failure`; used when the loop stops or breaks.
-    private func abandon(_ active: inout [ObjectIdentifier: Transfer], _ failure: UpstreamFailure) {
+    private func abandonActive(_ failure: UpstreamFailure) {
         for transfer in active.values {
-            release(transfer)
+            release(transfer, keepingHandle: false)
             transfer.finish(.failure(failure))
         }
         active = [:]
     }
 
-    private func release(_ transfer: Transfer) {
+    private func release(_ transfer: Transfer, keepingHandle: Bool) {
         guard let easy = transfer.easy else { return }
 
         // Removal fails only for a handle the multi does not own, which `active` rules out.
         _ = try? check(curl_multi_remove_handle(multi.raw, easy.raw), "removing a finished transfer")
-        easy.cleanup()
         transfer.easy = nil
+        // A reset handle keeps nothing of the transfer (it points at the transfer's header list and buffers); the
+        // connection it used stays in the multi handle's pool.
+        if keepingHandle, idleHandles.count < configuration.maxIdleConnections {
+            curl_easy_reset(easy.raw)
+            idleHandles.append(easy)
+        } else {
+            easy.cleanup()
+        }
     }
+}
+
+/// Milliseconds on the monotonic clock, as libcurl's timer is given.
+private func monotonicMilliseconds() -> Int {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec * 1000 + now.tv_nsec / 1_000_000
+}
+
+/// libcurl's socket callback; the context is the loop set as SOCKETDATA.
+private func watchSocket(
+    _ easy: UnsafeMutableRawPointer?, _ socket: curl_socket_t, _ what: Int32, _ context: UnsafeMutableRawPointer?,
+    _ socketContext: UnsafeMutableRawPointer?
+) -> Int32 {
+    guard let context else { return -1 }
+    // Unmanaged: the loop's thread holds the loop while it runs, and libcurl calls back only from that thread.
+    return Unmanaged<CurlEventLoop>.fromOpaque(context).takeUnretainedValue().watch(socket, for: what)
+}
+
+/// libcurl's timer callback; the context is the loop set as TIMERDATA.
+private func setTimer(_ multi: UnsafeMutableRawPointer?, _ milliseconds: Int, _ context: UnsafeMutableRawPointer?)
+    -> Int32
+{
+    guard let context else { return -1 }
+    // Unmanaged: the loop's thread holds the loop while it runs, and libcurl calls back only from that thread.
+    let loop = Unmanaged<CurlEventLoop>.fromOpaque(context).takeUnretainedValue()
+    loop.timerDeadline = milliseconds < 0 ? nil : monotonicMilliseconds() + milliseconds
+    return 0
 }
 
 // MARK: - Transfer
@@ -309,8 +506,9 @@ private final class Transfer: @unchecked Sendable {
     }
 
     /// Sets every option the call needs; the transfer must outlive the handle, as the handle points back at it.
-    func configure(_ easy: EasyHandle, caBundlePath: String?) throws(CurlError) {
+    func configure(_ easy: EasyHandle, caBundlePath: String?, receiveBufferBytes: Int) throws(CurlError) {
         try easy.set(CURLOPT_URL, request.url)
+        try easy.set(CURLOPT_BUFFERSIZE, receiveBufferBytes)
         try easy.set(CURLOPT_PROTOCOLS_STR, "http,https")
         try easy.set(CURLOPT_NOSIGNAL, 1)
         try easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
@@ -578,8 +776,7 @@ private struct EasyHandle {
 }
 
 /// The libcurl multi handle that drives every transfer.
-// @unchecked Sendable: other threads only call curl_multi_wakeup, which libcurl documents as thread-safe.
-private struct MultiHandle: @unchecked Sendable {
+private struct MultiHandle {
     let raw: UnsafeMutableRawPointer
 
     init(maxIdleConnections: Int) throws(CurlError) {
@@ -597,7 +794,20 @@ private struct MultiHandle: @unchecked Sendable {
         self.raw = raw
     }
 
+    /// Lets `loop` watch the sockets and keep the timer of every transfer on this handle.
+    fileprivate func attach(to loop: CurlEventLoop) throws(CurlError) {
+        // Unmanaged: the loop owns this handle and detaches itself before the handle is cleaned up.
+        let context = Unmanaged.passUnretained(loop).toOpaque()
+        try check(pjg_multi_setopt_pointer(raw, CURLMOPT_SOCKETDATA, context), "setting SOCKETDATA")
+        try check(pjg_multi_setopt_socket_callback(raw, watchSocket), "setting SOCKETFUNCTION")
+        try check(pjg_multi_setopt_pointer(raw, CURLMOPT_TIMERDATA, context), "setting TIMERDATA")
+        try check(pjg_multi_setopt_timer_callback(raw, setTimer), "setting TIMERFUNCTION")
+    }
+
+    /// Cleans up without calling back into a loop that is going away.
     func cleanup() {
+        _ = pjg_multi_setopt_socket_callback(raw, nil)
+        _ = pjg_multi_setopt_timer_callback(raw, nil)
         _ = try? check(curl_multi_cleanup(raw), "closing the multi handle")
     }
 }
