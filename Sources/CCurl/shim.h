@@ -1,7 +1,4 @@
 #include <curl/curl.h>
-/* The transport's event loop waits on libcurl's sockets with epoll, which Glibc's Swift module does not import. */
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 
 /* libcurl's setopt and getinfo functions are variadic, which Swift cannot call:
    these typed wrappers give each argument type a fixed signature. */

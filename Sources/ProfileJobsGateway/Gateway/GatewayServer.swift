@@ -8,13 +8,13 @@ public enum GatewayServer {
         return .seconds(max(10, (longest.connect + longest.total + 1).rounded(.up)))
     }
 
-    /// - Parameter handlerExecutors: where calls run; the upstream transport's event loops, so that a call and its
-    ///   upstream exchange stay on one thread.
+    /// - Parameter eventLoops: where connections and calls run; the upstream transport's loops, so that a call and
+    ///   its upstream exchange stay on one thread.
     public static func make(
-        configuration: GatewayConfiguration, gateway: Gateway, handlerExecutors: [any TaskExecutor] = []
+        configuration: GatewayConfiguration, gateway: Gateway, eventLoops: [EventLoop] = []
     ) -> HTTPServer {
         var server = HTTPServerConfiguration()
-        server.handlerExecutors = handlerExecutors
+        server.eventLoops = eventLoops
         server.host = configuration.host
         server.port = configuration.port
         server.maxBodyBytes = 64 * 1024

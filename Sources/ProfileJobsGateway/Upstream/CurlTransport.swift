@@ -1,4 +1,5 @@
 import CCurl
+import CEpoll
 import Synchronization
 
 #if canImport(Glibc)
@@ -7,12 +8,12 @@ import Synchronization
     import Musl
 #endif
 
-/// Sends upstream calls through libcurl multi handles, each driven by an event-loop thread of its own that waits on
-/// its sockets with epoll, so thousands of calls can be in flight without a thread each and keep-alive connections
-/// are reused across calls.
+/// Sends upstream calls through libcurl multi handles, one on each event loop, which tells libcurl of each of its
+/// sockets that is ready, so thousands of calls can be in flight without a thread each and keep-alive connections are
+/// reused across calls.
 ///
-/// Each loop is also a task executor: a handler task that prefers it runs its own code on the loop thread, so a call
-/// is started and its answer delivered without a thread switch.
+/// A call made on one of the loops (by a handler task that prefers it) stays on that loop's thread from start to
+/// answer.
 public final class CurlTransport: UpstreamTransport {
     /// Settings fixed for the transport's lifetime.
     public struct Configuration: Sendable {
@@ -23,8 +24,7 @@ public final class CurlTransport: UpstreamTransport {
         public var caBundlePath: String? = nil
         /// Largest upstream body accepted, counted after decompression; a larger one is an unreadable failure.
         public var maxResponseBytes: Int = 8 << 20
-        /// Event-loop threads, each with its own multi handle and connection pool; one per core keeps every core
-        /// busy without threads waiting on each other.
+        /// Event loops the transport starts for itself when it is given none.
         public var loops: Int = 2
         /// Bytes libcurl reads from a socket at a time, held by every call in flight: job documents are well under
         /// it, and a larger answer only takes more reads.
@@ -38,14 +38,15 @@ public final class CurlTransport: UpstreamTransport {
         public var description: String
     }
 
-    private let loops: [CurlEventLoop]
-    /// The loop threads until they have been joined; nil afterwards, which makes `shutdown` idempotent.
-    private let threads: Locked<[pthread_t]?>
+    private let multis: [CurlMulti]
+    /// Loops this transport started, and stops at shutdown; empty when it was given loops.
+    private let ownLoops: [EventLoop]
+    private let isShutDown = Atomic(false)
     /// Spreads calls made from outside the loops over them.
-    private let nextLoop = Atomic(0)
+    private let nextMulti = Atomic(0)
 
-    /// Starts the event-loop threads.
-    public init(configuration: Configuration = .init()) throws {
+    /// Drives transfers on `eventLoops`, or on loops of its own when given none.
+    public init(configuration: Configuration = .init(), eventLoops: [EventLoop] = []) throws {
         if let failure = libcurlSetupFailure {
             throw SetupError(description: failure)
         }
@@ -54,59 +55,53 @@ public final class CurlTransport: UpstreamTransport {
             throw SetupError(description: "the CA bundle \(path) is not readable")
         }
 
-        var loops: [CurlEventLoop] = []
-        var threads: [pthread_t] = []
+        let loops: [EventLoop]
         do {
-            for _ in 0..<max(configuration.loops, 1) {
-                let loop = try CurlEventLoop(configuration: configuration)
-                loops.append(loop)
-                threads.append(try loop.startThread())
+            loops = eventLoops.isEmpty ? try EventLoop.start(count: configuration.loops) : eventLoops
+        } catch {
+            throw SetupError(description: error.description)
+        }
+        ownLoops = eventLoops.isEmpty ? loops : []
+
+        var multis: [CurlMulti] = []
+        do {
+            for loop in loops {
+                multis.append(try CurlMulti(loop: loop, configuration: configuration))
             }
         } catch {
-            for loop in loops { loop.stop() }
-            for thread in threads { pthread_join(thread, nil) }
+            for multi in multis { multi.close() }
+            for loop in ownLoops { loop.stop() }
             throw SetupError(description: error.message)
         }
-        self.loops = loops
-        self.threads = Locked(threads)
+        self.multis = multis
     }
 
     deinit {
         shutdown()
     }
 
-    /// The loops as executors for the tasks that call this transport: a task that prefers one runs on its thread.
-    public var executors: [any TaskExecutor] { loops }
-
-    /// Suspends until a loop thread delivers the answer or the failure.
+    /// Suspends until a loop delivers the answer or the failure.
     public func send(_ request: UpstreamRequest) async throws(UpstreamFailure) -> UpstreamResponse {
-        let loop =
-            loops.first { $0.isCurrentThread } ?? loops[nextLoop.add(1, ordering: .relaxed).oldValue % loops.count]
-        let maxResponseBytes = loop.configuration.maxResponseBytes
+        let multi =
+            multis.first { $0.loop.isCurrentThread }
+            ?? multis[nextMulti.add(1, ordering: .relaxed).oldValue % multis.count]
+        let maxResponseBytes = multi.configuration.maxResponseBytes
 
         // TODO: cancelling the calling task does not abort its transfer yet; the request's total timeout bounds it.
         let result = await withCheckedContinuation { continuation in
-            loop.submit(Transfer(request: request, maxResponseBytes: maxResponseBytes, continuation: continuation))
+            multi.submit(Transfer(request: request, maxResponseBytes: maxResponseBytes, continuation: continuation))
         }
         return try result.get()
     }
 
-    /// Stops the loops, fails the calls still pending and waits for the threads to end.
+    /// Fails the calls still pending, closes every connection, and stops the loops the transport started.
     public func shutdown() {
-        for loop in loops {
+        guard !isShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        for multi in multis {
+            multi.close()
+        }
+        for loop in ownLoops {
             loop.stop()
-        }
-
-        let joinable = threads.withLock { threads in
-            defer { threads = nil }
-            return threads ?? []
-        }
-        for thread in joinable {
-            if pthread_equal(thread, pthread_self()) != 0 {
-                pthread_detach(thread)
-            } else {
-                pthread_join(thread, nil)
-            }
         }
     }
 }
@@ -123,254 +118,116 @@ private let libcurlSetupFailure: String? = {
     return nil
 }()
 
-// MARK: - Event loop
+// MARK: - Multi handle on an event loop
 
-/// Owns a multi handle and runs the jobs of tasks that prefer it; only its thread touches transfers once they have
-/// left the inbox.
+/// One loop's multi handle and connection pool: the loop tells it of ready sockets and its timer, and only the loop's
+/// thread touches its transfers.
 ///
-/// Safe as `@unchecked Sendable`: the fields marked loop-only are touched by the loop thread alone (libcurl's
-/// callbacks run inside `curl_multi_socket_action` on it); the rest are immutable, atomic or behind `inbox`'s lock.
-private final class CurlEventLoop: TaskExecutor, @unchecked Sendable {
-    /// What other threads hand to the loop thread.
-    struct Inbox {
-        var transfers: [Transfer] = []
-        var jobs: [UnownedJob] = []
-        var isStopping = false
-        /// Set once the loop has returned: jobs then go to the global executor, since nothing here would run them.
-        var hasEnded = false
-    }
-
+/// Safe as `@unchecked Sendable`: every field but the immutable ones is touched on the loop thread alone (libcurl's
+/// callbacks run inside `curl_multi_socket_action`, called there); other threads reach it through `loop.execute`.
+private final class CurlMulti: EventLoopClient, @unchecked Sendable {
+    let loop: EventLoop
     let configuration: CurlTransport.Configuration
     private let multi: MultiHandle
-    private let poller: Int32
-    private let wakeEvent: Int32
-    private let inbox = Locked(Inbox())
-    /// Whether a wake-up is already written and not yet read, so a burst of submissions writes the eventfd once.
-    private let wakePending = Atomic(false)
-    /// The loop thread's id once it runs; 0 before.
-    private let owner = Atomic<UInt>(0)
 
-    /// Loop-only: transfers handed to libcurl and not yet finished.
+    /// Transfers handed to libcurl and not yet finished.
     private var active: [ObjectIdentifier: Transfer] = [:]
-    /// Loop-only: easy handles of finished transfers, reset and kept for the next ones.
+    /// Easy handles of finished transfers, reset and kept for the next ones.
     private var idleHandles: [EasyHandle] = []
-    /// Loop-only: when libcurl wants `curl_multi_socket_action` called for its timeouts, in monotonic milliseconds.
+    /// When libcurl wants `curl_multi_socket_action` called for its timeouts, in monotonic milliseconds.
     fileprivate var timerDeadline: Int?
+    private var isClosed = false
 
-    init(configuration: CurlTransport.Configuration) throws(CurlError) {
+    init(loop: EventLoop, configuration: CurlTransport.Configuration) throws(CurlError) {
+        self.loop = loop
         self.configuration = configuration
         multi = try MultiHandle(maxIdleConnections: configuration.maxIdleConnections)
-        poller = epoll_create1(Int32(EPOLL_CLOEXEC))
-        wakeEvent = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
-        guard poller >= 0, wakeEvent >= 0 else {
-            let reason = String(cString: strerror(errno))
-            if poller >= 0 { close(poller) }
-            if wakeEvent >= 0 { close(wakeEvent) }
-            multi.cleanup()
-            throw CurlError(message: "could not create the upstream loop's poller: \(reason)")
+
+        var attached: Result<Void, CurlError> = .success(())
+        loop.executeAndWait { [self] in
+            loop.register(self)
+            do throws(CurlError) {
+                try multi.attach(to: self)
+            } catch {
+                attached = .failure(error)
+            }
         }
-        var event = epoll_event()
-        event.events = EPOLLIN.rawValue
-        event.data.fd = wakeEvent
-        epoll_ctl(poller, EPOLL_CTL_ADD, wakeEvent, &event)
-    }
-
-    deinit {
-        for easy in idleHandles {
-            easy.cleanup()
-        }
-        multi.cleanup()
-        close(poller)
-        close(wakeEvent)
-    }
-
-    var isCurrentThread: Bool {
-        owner.load(ordering: .relaxed) == UInt(pthread_self())
-    }
-
-    /// Starts the loop thread; the thread keeps the loop alive until `run` returns.
-    func startThread() throws(CurlError) -> pthread_t {
-        var thread = pthread_t()
-
-        // Unmanaged: the retain taken here is released by the thread when its loop has returned.
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let started = pthread_create(
-            &thread, nil,
-            { context in
-                // Unmanaged: balances the retain taken by `startThread`.
-                let loop = Unmanaged<CurlEventLoop>.fromOpaque(context!).takeRetainedValue()
-                loop.run()
-                return nil
-            }, context)
-
-        guard started == 0 else {
-            Unmanaged<CurlEventLoop>.fromOpaque(context).release()
-            throw CurlError(message: "could not start the upstream thread (error \(started))")
-        }
-        return thread
-    }
-
-    /// Runs a job of a task that prefers this loop on the loop thread; from the loop thread itself it only queues it.
-    func enqueue(_ job: consuming ExecutorJob) {
-        let job = UnownedJob(job)
-        let queued = inbox.withLock { inbox in
-            guard !inbox.hasEnded else { return false }
-            inbox.jobs.append(job)
-            return true
-        }
-        guard queued else {
-            globalConcurrentExecutor.enqueue(job)
-            return
-        }
-        if !isCurrentThread {
-            wakeUp()
+        if case .failure(let error) = attached {
+            close()
+            throw error
         }
     }
 
-    /// Queues a transfer for the loop thread, or fails it at once after shutdown.
+    /// Starts a transfer on the loop, or fails it once the transport has shut down.
     func submit(_ transfer: Transfer) {
-        let accepted = inbox.withLock { inbox in
-            guard !inbox.isStopping else { return false }
-            inbox.transfers.append(transfer)
-            return true
-        }
-
-        guard accepted else {
-            transfer.finish(.failure(.unreachable("the upstream transport has been shut down")))
-            return
-        }
-        if !isCurrentThread {
-            wakeUp()
-        }
-    }
-
-    /// Asks the loop to end; calls not yet handed to libcurl fail here so they never wait for the thread.
-    func stop() {
-        let abandoned = inbox.withLock { inbox in
-            inbox.isStopping = true
-            defer { inbox.transfers = [] }
-            return inbox.transfers
-        }
-
-        for transfer in abandoned {
-            transfer.finish(.failure(.unreachable("the upstream transport shut down before the call was sent")))
-        }
-        wakeUp()
-    }
-
-    private func wakeUp() {
-        guard !wakePending.exchange(true, ordering: .acquiringAndReleasing) else { return }
-        var one: UInt64 = 1
-        // A full counter already wakes the loop, so a failed write loses nothing.
-        _ = write(wakeEvent, &one, 8)
-    }
-
-    /// The loop thread's body: run queued jobs, start submitted transfers, wait for sockets or libcurl's timer, let
-    /// libcurl work, deliver finished transfers.
-    private func run() {
-        owner.store(UInt(pthread_self()), ordering: .relaxed)
-        do {
-            try multi.attach(to: self)
-        } catch {
-            inbox.withLock { $0.isStopping = true }
-        }
-
-        let capacity = 256
-        let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
-        defer { events.deallocate() }
-
-        while true {
-            let (jobs, submitted, isStopping) = inbox.withLock { inbox in
-                defer { (inbox.jobs, inbox.transfers) = ([], []) }
-                return (inbox.jobs, inbox.transfers, inbox.isStopping)
-            }
-            for job in jobs {
-                job.runSynchronously(on: asUnownedTaskExecutor())
-            }
-            if isStopping {
-                for transfer in submitted {
-                    transfer.finish(.failure(.unreachable("the upstream transport shut down before the call was sent")))
-                }
-                abandonActive(.brokenResponse("the upstream transport shut down before the answer arrived"))
-                end()
+        let queued = loop.execute { [self] in
+            guard !isClosed else {
+                transfer.finish(.failure(.unreachable("the upstream transport has been shut down")))
                 return
             }
-            for transfer in submitted {
-                start(transfer)
+            start(transfer)
+        }
+        if !queued {
+            transfer.finish(.failure(.unreachable("the upstream transport has been shut down")))
+        }
+    }
+
+    /// Fails the transfers in flight and frees the handles, on the loop's thread; later submissions fail at once.
+    func close() {
+        loop.executeAndWait { [self] in
+            guard !isClosed else { return }
+            isClosed = true
+            abandonActive(.brokenResponse("the upstream transport shut down before the answer arrived"))
+            for easy in idleHandles {
+                easy.cleanup()
             }
-
-            let hasWork = inbox.withLock { !$0.jobs.isEmpty || !$0.transfers.isEmpty || $0.isStopping }
-            let ready = epoll_wait(poller, events, Int32(capacity), hasWork ? 0 : waitMilliseconds())
-            do {
-                for index in 0..<max(Int(ready), 0) {
-                    let event = events[index]
-                    if event.data.fd == wakeEvent {
-                        var count: UInt64 = 0
-                        _ = read(wakeEvent, &count, 8)
-                        wakePending.store(false, ordering: .releasing)
-                        continue
-                    }
-                    try act(on: event.data.fd, flags: Self.curlFlags(event.events))
-                }
-                if let deadline = timerDeadline, deadline <= monotonicMilliseconds() {
-                    timerDeadline = nil
-                    try act(on: CURL_SOCKET_TIMEOUT, flags: 0)
-                }
-                deliverFinished()
-            } catch {
-                abandonActive(.brokenResponse("the upstream event loop failed: \(error.message)"))
-
-                // A multi handle that keeps failing would otherwise turn this loop into a busy spin.
-                usleep(10_000)
-            }
+            idleHandles = []
+            multi.cleanup()
+            loop.unregister(self)
         }
     }
 
-    /// Hands the jobs still queued to the global executor, so the tasks waiting in them finish.
-    private func end() {
-        let jobs = inbox.withLock { inbox in
-            inbox.hasEnded = true
-            defer { inbox.jobs = [] }
-            return inbox.jobs
-        }
-        for job in jobs {
-            globalConcurrentExecutor.enqueue(job)
-        }
-    }
-
-    /// How long epoll may wait: until libcurl's timer is due, and at most a second so a lost wake-up only delays.
-    private func waitMilliseconds() -> Int32 {
-        guard let deadline = timerDeadline else { return 1000 }
-        return Int32(min(max(deadline - monotonicMilliseconds(), 0), 1000))
-    }
-
-    private func act(on socket: curl_socket_t, flags: Int32) throws(CurlError) {
-        var running: Int32 = 0
-        try check(curl_multi_socket_action(multi.raw, socket, flags, &running), "driving upstream transfers")
-    }
-
-    private static func curlFlags(_ events: UInt32) -> Int32 {
+    func ready(_ descriptor: Int32, events: UInt32) {
+        guard !isClosed else { return }
         var flags: Int32 = 0
         if events & EPOLLIN.rawValue != 0 { flags |= CURL_CSELECT_IN }
         if events & EPOLLOUT.rawValue != 0 { flags |= CURL_CSELECT_OUT }
         if events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { flags |= CURL_CSELECT_ERR }
-        return flags
+        act(on: descriptor, flags: flags)
+    }
+
+    func millisecondsUntilDue() -> Int? {
+        timerDeadline.map { $0 - monotonicMilliseconds() }
+    }
+
+    func due() {
+        guard !isClosed else { return }
+        if let deadline = timerDeadline, deadline <= monotonicMilliseconds() {
+            timerDeadline = nil
+            act(on: CURL_SOCKET_TIMEOUT, flags: 0)
+        }
+        deliverFinished()
+    }
+
+    private func act(on socket: curl_socket_t, flags: Int32) {
+        var running: Int32 = 0
+        do {
+            try check(curl_multi_socket_action(multi.raw, socket, flags, &running), "driving upstream transfers")
+        } catch {
+            abandonActive(.brokenResponse("the upstream event loop failed: \(error.message)"))
+        }
     }
 
     /// libcurl's socket callback: watches `socket` for what libcurl waits on, or stops watching it.
     fileprivate func watch(_ socket: curl_socket_t, for what: Int32) -> Int32 {
         if what == CURL_POLL_REMOVE {
-            // The socket may be closed already, which removed it from the poller too.
-            epoll_ctl(poller, EPOLL_CTL_DEL, socket, nil)
+            loop.unwatch(socket)
             return 0
         }
-        var event = epoll_event()
-        event.events = 0
-        if what & CURL_POLL_IN != 0 { event.events |= EPOLLIN.rawValue }
-        if what & CURL_POLL_OUT != 0 { event.events |= EPOLLOUT.rawValue }
-        event.data.fd = socket
-        if epoll_ctl(poller, EPOLL_CTL_MOD, socket, &event) == 0 { return 0 }
-        return epoll_ctl(poller, EPOLL_CTL_ADD, socket, &event) == 0 ? 0 : -1
+        var events: UInt32 = 0
+        if what & CURL_POLL_IN != 0 { events |= EPOLLIN.rawValue }
+        if what & CURL_POLL_OUT != 0 { events |= EPOLLOUT.rawValue }
+        return loop.watch(socket, events: events, for: self) ? 0 : -1
     }
 
     /// Configures an easy handle (a reused one when there is one) for a transfer and hands it to the multi handle.
@@ -414,13 +271,14 @@ private final class CurlEventLoop: TaskExecutor, @unchecked Sendable {
         }
     }
 
-    /// Fails every active transfer with `failure`; used when the loop stops or breaks.
+    /// Fails every active transfer with `failure`; used when the transport stops or libcurl breaks.
     private func abandonActive(_ failure: UpstreamFailure) {
-        for transfer in active.values {
+        let abandoned = active.values
+        active = [:]
+        for transfer in abandoned {
             release(transfer, keepingHandle: false)
             transfer.finish(.failure(failure))
         }
-        active = [:]
     }
 
     private func release(_ transfer: Transfer, keepingHandle: Bool) {
@@ -447,24 +305,24 @@ private func monotonicMilliseconds() -> Int {
     return now.tv_sec * 1000 + now.tv_nsec / 1_000_000
 }
 
-/// libcurl's socket callback; the context is the loop set as SOCKETDATA.
+/// libcurl's socket callback; the context is the multi set as SOCKETDATA.
 private func watchSocket(
     _ easy: UnsafeMutableRawPointer?, _ socket: curl_socket_t, _ what: Int32, _ context: UnsafeMutableRawPointer?,
     _ socketContext: UnsafeMutableRawPointer?
 ) -> Int32 {
     guard let context else { return -1 }
-    // Unmanaged: the loop's thread holds the loop while it runs, and libcurl calls back only from that thread.
-    return Unmanaged<CurlEventLoop>.fromOpaque(context).takeUnretainedValue().watch(socket, for: what)
+    // Unmanaged: the multi detaches its callbacks before it goes, and libcurl calls back only on its loop's thread.
+    return Unmanaged<CurlMulti>.fromOpaque(context).takeUnretainedValue().watch(socket, for: what)
 }
 
-/// libcurl's timer callback; the context is the loop set as TIMERDATA.
+/// libcurl's timer callback; the context is the multi set as TIMERDATA.
 private func setTimer(_ multi: UnsafeMutableRawPointer?, _ milliseconds: Int, _ context: UnsafeMutableRawPointer?)
     -> Int32
 {
     guard let context else { return -1 }
-    // Unmanaged: the loop's thread holds the loop while it runs, and libcurl calls back only from that thread.
-    let loop = Unmanaged<CurlEventLoop>.fromOpaque(context).takeUnretainedValue()
-    loop.timerDeadline = milliseconds < 0 ? nil : monotonicMilliseconds() + milliseconds
+    // Unmanaged: the multi detaches its callbacks before it goes, and libcurl calls back only on its loop's thread.
+    let owner = Unmanaged<CurlMulti>.fromOpaque(context).takeUnretainedValue()
+    owner.timerDeadline = milliseconds < 0 ? nil : monotonicMilliseconds() + milliseconds
     return 0
 }
 
@@ -794,10 +652,10 @@ private struct MultiHandle {
         self.raw = raw
     }
 
-    /// Lets `loop` watch the sockets and keep the timer of every transfer on this handle.
-    fileprivate func attach(to loop: CurlEventLoop) throws(CurlError) {
-        // Unmanaged: the loop owns this handle and detaches itself before the handle is cleaned up.
-        let context = Unmanaged.passUnretained(loop).toOpaque()
+    /// Lets `owner` watch the sockets and keep the timer of every transfer on this handle.
+    fileprivate func attach(to owner: CurlMulti) throws(CurlError) {
+        // Unmanaged: the owner cleans this handle up, callbacks detached first, before it goes.
+        let context = Unmanaged.passUnretained(owner).toOpaque()
         try check(pjg_multi_setopt_pointer(raw, CURLMOPT_SOCKETDATA, context), "setting SOCKETDATA")
         try check(pjg_multi_setopt_socket_callback(raw, watchSocket), "setting SOCKETFUNCTION")
         try check(pjg_multi_setopt_pointer(raw, CURLMOPT_TIMERDATA, context), "setting TIMERDATA")
