@@ -265,6 +265,10 @@ func runServe(_ arguments: [String]) {
     let logger = Logger(label: "gateway")
     var transportConfiguration = CurlTransport.Configuration()
     transportConfiguration.caBundlePath = configuration.caBundlePath
+    // Every call in flight to an upstream may hold a connection; keeping them all spares a new connection (and a
+    // socket in TIME_WAIT) per call under load.
+    transportConfiguration.maxIdleConnections = max(
+        transportConfiguration.maxIdleConnections, configuration.upstreamPolicy.maxInFlight)
     // One loop per core carries connections, handlers and upstream calls alike.
     let loops: [EventLoop]
     let transport: CurlTransport

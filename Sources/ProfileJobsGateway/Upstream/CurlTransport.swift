@@ -28,7 +28,7 @@ public final class CurlTransport: UpstreamTransport {
         public var loops: Int = 2
         /// Bytes libcurl reads from a socket at a time, held by every call in flight: job documents are well under
         /// it, and a larger answer only takes more reads.
-        public var receiveBufferBytes: Int = 8 * 1024
+        public var receiveBufferBytes: Int = 4 * 1024
 
         public init() {}
     }
