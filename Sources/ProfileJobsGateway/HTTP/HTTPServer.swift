@@ -186,6 +186,8 @@ private final class RequestContext: @unchecked Sendable {
     var answer: HTTPResponse?
     /// The daemon the connection belongs to, which must be run again once the connection is resumed.
     var driver: DaemonDriver?
+    /// The peer's address as text, read once for the handler and the access log.
+    lazy var remoteAddress = ServerCore.clientAddress(connection)
 
     init(target: String, connection: OpaquePointer) {
         self.target = target
@@ -555,7 +557,7 @@ private final class ServerCore: @unchecked Sendable {
         let (path, query) = HTTPRequest.splitTarget(context.target[...])
         let request = HTTPRequest(
             method: context.method, path: path, query: query, headers: context.headers, body: context.body,
-            remoteAddress: Self.clientAddress(context.connection))
+            remoteAddress: context.remoteAddress)
         context.requestBytes = context.body.count
         context.body = []
 
@@ -590,7 +592,7 @@ private final class ServerCore: @unchecked Sendable {
         }
     }
 
-    private static func clientAddress(_ connection: OpaquePointer) -> String {
+    static func clientAddress(_ connection: OpaquePointer) -> String {
         var address = [CChar](repeating: 0, count: 64)
         pjg_mhd_client_address(connection, &address, address.count)
         return String(decoding: address.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -603,7 +605,7 @@ private final class ServerCore: @unchecked Sendable {
                 HTTPExchange(
                     method: context.method, path: path, requestHeaders: context.headers, response: response,
                     seconds: (ContinuousClock.now - context.started).seconds, requestBytes: context.requestBytes,
-                    remoteAddress: Self.clientAddress(context.connection), reachedHandler: context.reachedHandler,
+                    remoteAddress: context.remoteAddress, reachedHandler: context.reachedHandler,
                     refusal: context.refusal))
         }
         let connection = context.connection
