@@ -79,7 +79,7 @@ public struct HTTPRequest: Sendable {
 
     /// Splits a raw request target (`/a/b?x=1&y=%20`) into its path and decoded query.
     public static func splitTarget(_ target: Substring) -> (path: String, query: [(name: String, value: String)]) {
-        guard let mark = target.firstIndex(of: "?") else {
+        guard let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) else {
             return (String(target), [])
         }
         let path = String(target[..<mark])

@@ -496,7 +496,7 @@ private final class ServerCore: @unchecked Sendable {
         if headerBytes > configuration.maxHeaderBytes {
             return .headersTooLarge(limit: configuration.maxHeaderBytes)
         }
-        let path = context.target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let path = Self.path(of: context.target)
         if watches.withLock({ $0.count }) > configuration.connectionLimit,
             !configuration.pathsBeyondConnectionLimit.contains(String(path))
         {
@@ -592,6 +592,13 @@ private final class ServerCore: @unchecked Sendable {
         }
     }
 
+    /// The target up to its query, found by bytes: every request needs it twice, and splitting by characters costs
+    /// more than the rest of reading the head.
+    private static func path(of target: String) -> Substring {
+        guard let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return target[...] }
+        return target[..<mark]
+    }
+
     static func clientAddress(_ connection: OpaquePointer) -> String {
         var address = [CChar](repeating: 0, count: 64)
         pjg_mhd_client_address(connection, &address, address.count)
@@ -600,7 +607,7 @@ private final class ServerCore: @unchecked Sendable {
 
     private func queue(_ response: HTTPResponse, for context: RequestContext) -> MHD_Result {
         if let accessLog {
-            let path = context.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+            let path = String(Self.path(of: context.target))
             accessLog(
                 HTTPExchange(
                     method: context.method, path: path, requestHeaders: context.headers, response: response,
