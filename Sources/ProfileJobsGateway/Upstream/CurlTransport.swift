@@ -433,9 +433,21 @@ private final class Transfer: @unchecked Sendable {
             )
         }
 
+        // Each line is assembled as bytes, once per header of every call: string interpolation cost more than
+        // libcurl's own work on the line.
         var list: UnsafeMutablePointer<curl_slist>? = nil
+        var line: [UInt8] = []
         for (name, value) in request.headers {
-            list = try append("\(name): \(value)", to: list)
+            line.removeAll(keepingCapacity: true)
+            line.append(contentsOf: name.utf8)
+            line.append(contentsOf: ": ".utf8)
+            line.append(contentsOf: value.utf8)
+            line.append(0)
+            list = try line.withUnsafeBufferPointer { bytes throws(CurlError) in
+                try bytes.withMemoryRebound(to: CChar.self) { text throws(CurlError) in
+                    try append(text.baseAddress!, to: list)
+                }
+            }
         }
 
         // An empty `Expect:` stops libcurl from waiting for `100 Continue` before sending larger bodies.
@@ -447,7 +459,8 @@ private final class Transfer: @unchecked Sendable {
         try easy.set(CURLOPT_HTTPHEADER, pointer: UnsafeMutableRawPointer(list))
     }
 
-    private func append(_ line: String, to list: UnsafeMutablePointer<curl_slist>?) throws(CurlError)
+    /// libcurl copies the line, so it only has to live for the call.
+    private func append(_ line: UnsafePointer<CChar>, to list: UnsafeMutablePointer<curl_slist>?) throws(CurlError)
         -> UnsafeMutablePointer<curl_slist>?
     {
         guard let extended = curl_slist_append(list, line) else {
