@@ -18,9 +18,11 @@ let package = Package(
             pkgConfig: "libcurl",
             providers: [.apt(["libcurl4-openssl-dev"])]
         ),
+        /// epoll and eventfd, which Glibc's module leaves out; only the event loop's file imports it.
+        .systemLibrary(name: "CEpoll"),
         .target(
             name: "ProfileJobsGateway",
-            dependencies: ["CMicroHTTPD", "CCurl"],
+            dependencies: ["CMicroHTTPD", "CCurl", "CEpoll"],
             linkerSettings: [.linkedLibrary("m")]
         ),
         .target(

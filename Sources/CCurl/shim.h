@@ -4,6 +4,8 @@
    these typed wrappers give each argument type a fixed signature. */
 
 typedef size_t (*pjg_curl_data_callback)(char *buffer, size_t size, size_t count, void *context);
+typedef int (*pjg_curl_socket_callback)(CURL *easy, curl_socket_t socket, int what, void *context, void *socket_context);
+typedef int (*pjg_curl_timer_callback)(CURLM *multi, long milliseconds, void *context);
 
 static inline CURLcode pjg_easy_setopt_long(CURL *handle, CURLoption option, long value) {
     return curl_easy_setopt(handle, option, value);
@@ -35,4 +37,16 @@ static inline CURLcode pjg_easy_getinfo_pointer(CURL *handle, CURLINFO info, voi
 
 static inline CURLMcode pjg_multi_setopt_long(CURLM *handle, CURLMoption option, long value) {
     return curl_multi_setopt(handle, option, value);
+}
+
+static inline CURLMcode pjg_multi_setopt_pointer(CURLM *handle, CURLMoption option, void *value) {
+    return curl_multi_setopt(handle, option, value);
+}
+
+static inline CURLMcode pjg_multi_setopt_socket_callback(CURLM *handle, pjg_curl_socket_callback value) {
+    return curl_multi_setopt(handle, CURLMOPT_SOCKETFUNCTION, value);
+}
+
+static inline CURLMcode pjg_multi_setopt_timer_callback(CURLM *handle, pjg_curl_timer_callback value) {
+    return curl_multi_setopt(handle, CURLMOPT_TIMERFUNCTION, value);
 }

@@ -19,8 +19,8 @@ static inline struct MHD_Daemon *pjg_mhd_start(unsigned int flags, const struct 
                                                pjg_uri_log_callback uri_log,
                                                MHD_NotifyConnectionCallback notify_connection, void *cls,
                                                unsigned int connection_limit, unsigned int connection_timeout,
-                                               size_t connection_memory_limit, unsigned int thread_pool_size,
-                                               unsigned int listen_backlog) {
+                                               size_t connection_memory_limit, unsigned int listen_backlog,
+                                               int share_port) {
     struct MHD_OptionItem options[12];
     int n = 0;
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)completed, cls};
@@ -33,8 +33,8 @@ static inline struct MHD_Daemon *pjg_mhd_start(unsigned int flags, const struct 
         options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, connection_timeout, NULL};
     if (connection_memory_limit > 0)
         options[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)connection_memory_limit, NULL};
-    if (thread_pool_size > 1)
-        options[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, thread_pool_size, NULL};
+    if (share_port)
+        options[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL};
     if (listen_backlog > 0)
         options[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, listen_backlog, NULL};
     options[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
@@ -58,6 +58,12 @@ static inline void pjg_mhd_client_address(struct MHD_Connection *connection, cha
 static inline int pjg_mhd_connection_fd(struct MHD_Connection *connection) {
     const union MHD_ConnectionInfo *info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
     return info == NULL ? -1 : info->connect_fd;
+}
+
+/* The epoll descriptor an external event loop waits on for this daemon, or -1. */
+static inline int pjg_mhd_epoll_fd(struct MHD_Daemon *daemon) {
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    return info == NULL ? -1 : info->epoll_fd;
 }
 
 /* The port the daemon listens on (useful after binding port 0). */

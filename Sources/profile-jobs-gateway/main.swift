@@ -265,9 +265,16 @@ func runServe(_ arguments: [String]) {
     let logger = Logger(label: "gateway")
     var transportConfiguration = CurlTransport.Configuration()
     transportConfiguration.caBundlePath = configuration.caBundlePath
+    // Every call in flight to an upstream may hold a connection; keeping them all spares a new connection (and a
+    // socket in TIME_WAIT) per call under load.
+    transportConfiguration.maxIdleConnections = max(
+        transportConfiguration.maxIdleConnections, configuration.upstreamPolicy.maxInFlight)
+    // One loop per core carries connections, handlers and upstream calls alike.
+    let loops: [EventLoop]
     let transport: CurlTransport
     do {
-        transport = try CurlTransport(configuration: transportConfiguration)
+        loops = try EventLoop.start(count: max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1))
+        transport = try CurlTransport(configuration: transportConfiguration, eventLoops: loops)
     } catch {
         fail("The upstream client could not start: \(error)")
     }
@@ -275,7 +282,7 @@ func runServe(_ arguments: [String]) {
     let audit = openAudit(configuration.audit, metrics: metrics, logger: logger)
     let gateway = Gateway(
         configuration: configuration, transport: transport, audit: audit, metrics: metrics, logger: logger)
-    let server = GatewayServer.make(configuration: configuration, gateway: gateway)
+    let server = GatewayServer.make(configuration: configuration, gateway: gateway, eventLoops: loops)
     do {
         try server.start()
     } catch {
@@ -301,6 +308,9 @@ func runServe(_ arguments: [String]) {
     logger.info("draining", [("grace.seconds", .int(Int(grace.components.seconds)))])
     server.stop(grace: grace)
     transport.shutdown()
+    for loop in loops {
+        loop.stop()
+    }
     audit.close()
     logger.info("stopped")
 }

@@ -443,7 +443,31 @@ public final class Gateway: HTTPHandler {
         {
             return given
         }
-        return UUID().uuidString.lowercased()
+        return randomUUID()
+    }
+
+    /// A random (version 4) UUID in lower case, from two draws of the system generator: Foundation's `UUID` opens
+    /// and reads a device file for each one, on every call that comes without an id.
+    static func randomUUID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        let high = generator.next() & ~0xF000 | 0x4000
+        let low = generator.next() & ~(0xC << 60) | (0x8 << 60)
+        let digits: StaticString = "0123456789abcdef"
+        return String(unsafeUninitializedCapacity: 36) { text in
+            var written = 0
+            for (word, nibbles) in [(high, 0..<16), (low, 16..<32)] {
+                for nibble in nibbles {
+                    if nibble == 8 || nibble == 12 || nibble == 16 || nibble == 20 {
+                        text[written] = UInt8(ascii: "-")
+                        written += 1
+                    }
+                    let shift = UInt64(60 - 4 * (nibble % 16))
+                    text[written] = digits.utf8Start[Int(word >> shift & 0xF)]
+                    written += 1
+                }
+            }
+            return written
+        }
     }
 
     static func checkId(_ value: String, field: String) throws(GatewayError) {

@@ -8,8 +8,13 @@ public enum GatewayServer {
         return .seconds(max(10, (longest.connect + longest.total + 1).rounded(.up)))
     }
 
-    public static func make(configuration: GatewayConfiguration, gateway: Gateway) -> HTTPServer {
+    /// - Parameter eventLoops: where connections and calls run; the upstream transport's loops, so that a call and
+    ///   its upstream exchange stay on one thread.
+    public static func make(
+        configuration: GatewayConfiguration, gateway: Gateway, eventLoops: [EventLoop] = []
+    ) -> HTTPServer {
         var server = HTTPServerConfiguration()
+        server.eventLoops = eventLoops
         server.host = configuration.host
         server.port = configuration.port
         server.maxBodyBytes = 64 * 1024
@@ -18,8 +23,9 @@ public enum GatewayServer {
         server.connectionTimeoutSeconds = configuration.clientLimits.idleTimeoutSeconds
         server.requestTimeoutSeconds = configuration.clientLimits.requestTimeoutSeconds
         server.maxHeaderBytes = configuration.clientLimits.maxHeaderBytes
-        // Room for the headers twice over: libmicrohttpd keeps the raw head and its parsed copy in the same pool.
-        server.connectionMemoryLimit = max(32 * 1024, 2 * configuration.clientLimits.maxHeaderBytes + 8 * 1024)
+        // libmicrohttpd writes over the whole of this per connection, so it is most of a connection's memory: the
+        // largest head plus room for the request line, one list entry per header and the answer's head.
+        server.connectionMemoryLimit = configuration.clientLimits.maxHeaderBytes + 8 * 1024
         return HTTPServer(
             configuration: server, handler: gateway,
             errorResponse: { refusal, headers in

@@ -79,7 +79,7 @@ public struct HTTPRequest: Sendable {
 
     /// Splits a raw request target (`/a/b?x=1&y=%20`) into its path and decoded query.
     public static func splitTarget(_ target: Substring) -> (path: String, query: [(name: String, value: String)]) {
-        guard let mark = target.firstIndex(of: "?") else {
+        guard let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) else {
             return (String(target), [])
         }
         let path = String(target[..<mark])
@@ -125,16 +125,32 @@ public protocol HTTPHandler: Sendable {
 
 extension String {
     /// ASCII case-insensitive comparison, enough for header names and tokens.
+    ///
+    /// Header lookups run this for every field of every request, so it compares the stored bytes directly when both
+    /// strings have them, which nearly all do, rather than stepping two UTF-8 views in lockstep.
     public func equalsIgnoringASCIICase(_ other: String) -> Bool {
         let a = self.utf8
         let b = other.utf8
         guard a.count == b.count else { return false }
-        for (x, y) in zip(a, b) {
-            let lx = (x >= 65 && x <= 90) ? x + 32 : x
-            let ly = (y >= 65 && y <= 90) ? y + 32 : y
-            if lx != ly { return false }
+        let direct = a.withContiguousStorageIfAvailable { left in
+            b.withContiguousStorageIfAvailable { right in
+                for index in 0..<left.count where left[index] != right[index] {
+                    guard Self.lowered(left[index]) == Self.lowered(right[index]) else { return false }
+                }
+                return true
+            }
+        }
+        if let direct, let equal = direct {
+            return equal
+        }
+        for (x, y) in zip(a, b) where Self.lowered(x) != Self.lowered(y) {
+            return false
         }
         return true
+    }
+
+    private static func lowered(_ byte: UInt8) -> UInt8 {
+        (byte >= 65 && byte <= 90) ? byte + 32 : byte
     }
 }
 

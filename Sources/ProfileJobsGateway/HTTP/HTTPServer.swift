@@ -1,3 +1,4 @@
+import CEpoll
 import CMicroHTTPD
 import Dispatch
 import Glibc
@@ -9,7 +10,7 @@ public struct HTTPServerConfiguration: Sendable {
     public var host = "127.0.0.1"
     /// 0 picks a free port; `HTTPServer.port` tells which.
     public var port: UInt16 = 0
-    /// Threads that run the event loop; handlers run on Swift's concurrency pool, not on these.
+    /// Event loops the server starts for itself when given none in `eventLoops`.
     public var threads = 2
     /// Open connections served at most; a request on a connection beyond them is answered 503 and the connection
     /// closed. libmicrohttpd itself closes connections beyond a little more than this without answering.
@@ -33,6 +34,10 @@ public struct HTTPServerConfiguration: Sendable {
     /// a head that does not fit there is refused by libmicrohttpd itself, with a plain page.
     public var maxHeaderBytes = 16 * 1024
     public var listenBacklog = 1024
+    /// Loops to serve on, one listener each on the same port; empty starts `threads` loops of the server's own.
+    /// Each connection's requests and their handler tasks run on the loop that accepted it, so sharing the loops
+    /// with the upstream client keeps a request, its upstream call and its answer on one thread.
+    public var eventLoops: [EventLoop] = []
 
     public init() {}
 }
@@ -104,8 +109,9 @@ public struct HTTPServerError: Error, Sendable, CustomStringConvertible {
     public var description: String
 }
 
-/// An HTTP/1.1 server on libmicrohttpd: event-loop threads read requests, suspend each connection while its
-/// handler runs asynchronously, and resume it with the answer, so a slow upstream never holds a thread.
+/// An HTTP/1.1 server on libmicrohttpd: a daemon on each event loop reads requests, suspends each connection while
+/// its handler runs asynchronously (as a task on the same loop), and resumes it with the answer, so a slow upstream
+/// never holds a thread.
 public final class HTTPServer: Sendable {
     private let core: ServerCore
 
@@ -178,6 +184,10 @@ private final class RequestContext: @unchecked Sendable {
     /// Why the server answered by itself, when it did.
     var refusal: ServerRefusal?
     var answer: HTTPResponse?
+    /// The daemon the connection belongs to, which must be run again once the connection is resumed.
+    var driver: DaemonDriver?
+    /// The peer's address as text, read once for the handler and the access log.
+    lazy var remoteAddress = ServerCore.clientAddress(connection)
 
     init(target: String, connection: OpaquePointer) {
         self.target = target
@@ -185,8 +195,8 @@ private final class RequestContext: @unchecked Sendable {
     }
 }
 
-/// Safe as `@unchecked Sendable`: `daemon` and `boundPort` are written once in `start` before any callback can run
-/// and cleared in `stop` after the daemon's threads are joined; everything else is immutable or behind a lock.
+/// Safe as `@unchecked Sendable`: `daemons`, `ownLoops` and `boundPort` are written in `start` before any callback
+/// can run and cleared in `stop` after the daemons have stopped; everything else is immutable or behind a lock.
 private final class ServerCore: @unchecked Sendable {
     /// One open connection, as the request-time watch sees it.
     struct ConnectionWatch {
@@ -215,7 +225,9 @@ private final class ServerCore: @unchecked Sendable {
     let watches = Locked<[UInt: ConnectionWatch]>([:])
     let slowClientsDisconnected = Atomic(0)
     var watchdog: (any DispatchSourceTimer)?
-    var daemon: OpaquePointer?
+    var daemons: [DaemonDriver] = []
+    /// Loops the server started, and stops with it; empty when it was given loops.
+    var ownLoops: [EventLoop] = []
     var boundPort: UInt16 = 0
     /// The daemon's callbacks reach this object through an unretained pointer; this keeps it alive meanwhile.
     var selfReference: Unmanaged<ServerCore>?
@@ -233,35 +245,73 @@ private final class ServerCore: @unchecked Sendable {
     }
 
     func start() throws(HTTPServerError) -> UInt16 {
-        var storage = sockaddr_storage()
-        var flags = UInt32(MHD_USE_INTERNAL_POLLING_THREAD.rawValue | MHD_USE_EPOLL.rawValue)
-        flags |= UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)
-        try fillAddress(&storage, flags: &flags)
+        let loops: [EventLoop]
+        do {
+            loops =
+                configuration.eventLoops.isEmpty
+                ? try EventLoop.start(count: configuration.threads) : configuration.eventLoops
+        } catch {
+            throw HTTPServerError(description: error.description)
+        }
+        ownLoops = configuration.eventLoops.isEmpty ? loops : []
 
-        // Unmanaged: retained here and released in `stop`, after the daemon (the only user) has stopped.
+        // Unmanaged: retained here and released in `stop`, after the daemons (the only users) have stopped.
         let reference = Unmanaged.passRetained(self)
-        let started = withUnsafePointer(to: &storage) { pointer in
+        selfReference = reference
+        var port = configuration.port
+        for loop in loops {
+            guard let daemon = startDaemon(port: port, sharingPort: loops.count > 1, context: reference.toOpaque())
+            else {
+                stopDaemons()
+                throw HTTPServerError(
+                    description:
+                        "cannot listen on \(configuration.host):\(configuration.port) (address in use or not local?)")
+            }
+            let driver = DaemonDriver(daemon: daemon, loop: loop)
+            daemons.append(driver)
+            guard driver.attach() else {
+                stopDaemons()
+                throw HTTPServerError(description: "cannot watch the listener on an event loop")
+            }
+            port = pjg_mhd_bound_port(daemon)
+        }
+        boundPort = port
+        startWatchdog()
+        return boundPort
+    }
+
+    /// A daemon without threads of its own, for an event loop to drive; every daemon after the first listens on
+    /// the port the first one bound, the kernel spreading new connections over them.
+    private func startDaemon(port: UInt16, sharingPort: Bool, context: UnsafeMutableRawPointer) -> OpaquePointer? {
+        var storage = sockaddr_storage()
+        var flags = UInt32(MHD_USE_EPOLL.rawValue) | UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)
+        guard (try? fillAddress(&storage, port: port, flags: &flags)) != nil else { return nil }
+        return withUnsafePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
                 pjg_mhd_start(
                     flags, address, accessCallback, completedCallback, uriLogCallback, connectionCallback,
-                    reference.toOpaque(), UInt32(Self.hardConnectionLimit(configuration.connectionLimit)),
-                    UInt32(configuration.connectionTimeoutSeconds),
-                    configuration.connectionMemoryLimit, UInt32(configuration.threads),
-                    UInt32(configuration.listenBacklog))
+                    context, UInt32(Self.hardConnectionLimit(configuration.connectionLimit)),
+                    UInt32(configuration.connectionTimeoutSeconds), configuration.connectionMemoryLimit,
+                    UInt32(configuration.listenBacklog), sharingPort ? 1 : 0)
             }
         }
-        guard let started else {
-            reference.release()
-            throw HTTPServerError(
-                description:
-                    "cannot listen on \(configuration.host):\(configuration.port) (address in use or not local?)")
-        }
+    }
 
-        daemon = started
-        selfReference = reference
-        boundPort = pjg_mhd_bound_port(started)
-        startWatchdog()
-        return boundPort
+    /// Stops every daemon on its loop, closes their listeners and stops the loops the server started.
+    private func stopDaemons(listening: [Int32] = []) {
+        for driver in daemons {
+            driver.stop()
+        }
+        for socket in listening where socket >= 0 {
+            close(socket)
+        }
+        daemons = []
+        for loop in ownLoops {
+            loop.stop()
+        }
+        ownLoops = []
+        selfReference?.release()
+        selfReference = nil
     }
 
     /// libmicrohttpd closes connections beyond its own limit without a word; a little room above ours lets the
@@ -319,10 +369,10 @@ private final class ServerCore: @unchecked Sendable {
     }
 
     func stop(grace: Duration) {
-        guard let daemon else { return }
-        // Quiescing hands the listening socket back to the caller; it may only be closed once the daemon's threads
-        // are stopped, and left open it keeps taking connections that nobody will ever answer.
-        let listening = MHD_quiesce_daemon(daemon)
+        guard !daemons.isEmpty else { return }
+        // Quiescing hands each listening socket back to the caller; it may only be closed once its daemon has
+        // stopped, and left open it keeps taking connections that nobody will ever answer.
+        let listening = daemons.map { $0.quiesce() }
         suspended.withLock { $0.draining = true }
 
         let deadline = ContinuousClock.now + grace
@@ -337,6 +387,7 @@ private final class ServerCore: @unchecked Sendable {
                 context.refusal = .interrupted
                 context.answer = errorResponse(.interrupted, context.headers)
                 MHD_resume_connection(context.connection)
+                context.driver?.resumed()
             }
             state.contexts.removeAll()
         }
@@ -344,13 +395,7 @@ private final class ServerCore: @unchecked Sendable {
 
         watchdog?.cancel()
         watchdog = nil
-        MHD_stop_daemon(daemon)
-        if listening >= 0 {
-            close(listening)
-        }
-        self.daemon = nil
-        selfReference?.release()
-        selfReference = nil
+        stopDaemons(listening: listening)
     }
 
     /// Gives answers already queued a moment to reach their clients, and requests already sent on accepted
@@ -365,9 +410,11 @@ private final class ServerCore: @unchecked Sendable {
         }
     }
 
-    private func fillAddress(_ storage: inout sockaddr_storage, flags: inout UInt32) throws(HTTPServerError) {
+    private func fillAddress(_ storage: inout sockaddr_storage, port: UInt16, flags: inout UInt32)
+        throws(HTTPServerError)
+    {
         let host = configuration.host
-        let port = configuration.port.bigEndian
+        let port = port.bigEndian
         let ok = withUnsafeMutablePointer(to: &storage) { pointer -> Bool in
             if host.contains(":") {
                 flags |= UInt32(MHD_USE_IPv6.rawValue)
@@ -449,7 +496,7 @@ private final class ServerCore: @unchecked Sendable {
         if headerBytes > configuration.maxHeaderBytes {
             return .headersTooLarge(limit: configuration.maxHeaderBytes)
         }
-        let path = context.target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        let path = Self.path(of: context.target)
         if watches.withLock({ $0.count }) > configuration.connectionLimit,
             !configuration.pathsBeyondConnectionLimit.contains(String(path))
         {
@@ -510,7 +557,7 @@ private final class ServerCore: @unchecked Sendable {
         let (path, query) = HTTPRequest.splitTarget(context.target[...])
         let request = HTTPRequest(
             method: context.method, path: path, query: query, headers: context.headers, body: context.body,
-            remoteAddress: Self.clientAddress(context.connection))
+            remoteAddress: context.remoteAddress)
         context.requestBytes = context.body.count
         context.body = []
 
@@ -527,7 +574,9 @@ private final class ServerCore: @unchecked Sendable {
         }
 
         let handler = self.handler
-        Task {
+        // The loop running this callback is the connection's: the handler runs there too.
+        context.driver = daemons.first { $0.loop.isCurrentThread }
+        Task(executorPreference: context.driver?.loop) {
             let answer = await handler.handle(request)
             self.complete(context, with: answer)
         }
@@ -539,10 +588,18 @@ private final class ServerCore: @unchecked Sendable {
             guard !state.stopped, state.contexts.removeValue(forKey: ObjectIdentifier(context)) != nil else { return }
             context.answer = answer
             MHD_resume_connection(context.connection)
+            context.driver?.resumed()
         }
     }
 
-    private static func clientAddress(_ connection: OpaquePointer) -> String {
+    /// The target up to its query, found by bytes: every request needs it twice, and splitting by characters costs
+    /// more than the rest of reading the head.
+    private static func path(of target: String) -> Substring {
+        guard let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return target[...] }
+        return target[..<mark]
+    }
+
+    static func clientAddress(_ connection: OpaquePointer) -> String {
         var address = [CChar](repeating: 0, count: 64)
         pjg_mhd_client_address(connection, &address, address.count)
         return String(decoding: address.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
@@ -550,12 +607,12 @@ private final class ServerCore: @unchecked Sendable {
 
     private func queue(_ response: HTTPResponse, for context: RequestContext) -> MHD_Result {
         if let accessLog {
-            let path = context.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? ""
+            let path = String(Self.path(of: context.target))
             accessLog(
                 HTTPExchange(
                     method: context.method, path: path, requestHeaders: context.headers, response: response,
                     seconds: (ContinuousClock.now - context.started).seconds, requestBytes: context.requestBytes,
-                    remoteAddress: Self.clientAddress(context.connection), reachedHandler: context.reachedHandler,
+                    remoteAddress: context.remoteAddress, reachedHandler: context.reachedHandler,
                     refusal: context.refusal))
         }
         let connection = context.connection
@@ -570,6 +627,89 @@ private final class ServerCore: @unchecked Sendable {
             MHD_add_response_header(created, field.name, field.value)
         }
         return MHD_queue_response(connection, UInt32(response.status), created)
+    }
+}
+
+/// Drives one daemon from an event loop: its epoll descriptor is watched there, and `MHD_run` is called when it is
+/// ready or when the daemon's own timeout comes.
+///
+/// Safe as `@unchecked Sendable`: the daemon is only run, quiesced and stopped on the loop's thread (other threads
+/// only resume connections, which libmicrohttpd allows from any thread), and `isStopped` is touched there alone.
+final class DaemonDriver: EventLoopClient, @unchecked Sendable {
+    let daemon: OpaquePointer
+    let loop: EventLoop
+    private var isStopped = false
+    /// A connection was resumed since the daemon last ran: without a thread of its own, libmicrohttpd only takes
+    /// it up again in `MHD_run`.
+    private var hasResumed = false
+
+    init(daemon: OpaquePointer, loop: EventLoop) {
+        self.daemon = daemon
+        self.loop = loop
+    }
+
+    /// Watches the daemon's epoll descriptor on the loop; false when the daemon has none.
+    func attach() -> Bool {
+        var watched = false
+        loop.executeAndWait { [self] in
+            let descriptor = pjg_mhd_epoll_fd(daemon)
+            guard descriptor >= 0 else { return }
+            watched = loop.watch(descriptor, events: EPOLLIN.rawValue, for: self)
+        }
+        return watched
+    }
+
+    /// Stops accepting connections; returns the listening socket, which the caller closes after `stop`.
+    func quiesce() -> Int32 {
+        var listening: Int32 = -1
+        loop.executeAndWait { [self] in
+            listening = MHD_quiesce_daemon(daemon)
+        }
+        return listening
+    }
+
+    /// Stops the daemon on its loop, closing every connection.
+    func stop() {
+        loop.executeAndWait { [self] in
+            guard !isStopped else { return }
+            isStopped = true
+            let descriptor = pjg_mhd_epoll_fd(daemon)
+            if descriptor >= 0 {
+                loop.unwatch(descriptor)
+            }
+            loop.unregister(self)
+            MHD_stop_daemon(daemon)
+        }
+    }
+
+    /// Has the daemon run soon, on its loop, to answer a connection just resumed.
+    func resumed() {
+        loop.execute { [self] in
+            hasResumed = true
+        }
+    }
+
+    func ready(_ descriptor: Int32, events: UInt32) {
+        guard !isStopped else { return }
+        hasResumed = false
+        MHD_run(daemon)
+    }
+
+    func millisecondsUntilDue() -> Int? {
+        guard !isStopped else { return nil }
+        if hasResumed { return 0 }
+        var milliseconds: UInt64 = 0
+        guard MHD_get_timeout(daemon, &milliseconds) == .YES else { return nil }
+        return Int(min(milliseconds, 60_000))
+    }
+
+    func due() {
+        guard !isStopped else { return }
+        var milliseconds: UInt64 = 0
+        if hasResumed || (MHD_get_timeout(daemon, &milliseconds) == .YES && milliseconds == 0) {
+            hasResumed = false
+            MHD_run(daemon)
+        }
     }
 }
 

@@ -1,4 +1,6 @@
 import CCurl
+import CEpoll
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -6,17 +8,27 @@ import CCurl
     import Musl
 #endif
 
-/// Sends upstream calls through one libcurl multi handle on one event-loop thread, so thousands of calls
-/// can be in flight without a thread each and keep-alive connections are reused across calls.
+/// Sends upstream calls through libcurl multi handles, one on each event loop, which tells libcurl of each of its
+/// sockets that is ready, so thousands of calls can be in flight without a thread each and keep-alive connections are
+/// reused across calls.
+///
+/// A call made on one of the loops (by a handler task that prefers it) stays on that loop's thread from start to
+/// answer.
 public final class CurlTransport: UpstreamTransport {
     /// Settings fixed for the transport's lifetime.
     public struct Configuration: Sendable {
-        /// Idle keep-alive connections kept open; libcurl's default of 5 closes a connection after nearly every call under load.
-        public var maxIdleConnections: Int = 256
+        /// Idle keep-alive connections each loop keeps open; libcurl's default of 5 closes a connection after nearly
+        /// every call under load, leaving thousands of sockets in TIME_WAIT.
+        public var maxIdleConnections: Int = 1024
         /// PEM bundle of trusted CAs for upstream TLS; nil uses the system store. Verification is always on.
         public var caBundlePath: String? = nil
         /// Largest upstream body accepted, counted after decompression; a larger one is an unreadable failure.
         public var maxResponseBytes: Int = 8 << 20
+        /// Event loops the transport starts for itself when it is given none.
+        public var loops: Int = 2
+        /// Bytes libcurl reads from a socket at a time, held by every call in flight: job documents are well under
+        /// it, and a larger answer only takes more reads.
+        public var receiveBufferBytes: Int = 4 * 1024
 
         public init() {}
     }
@@ -26,12 +38,15 @@ public final class CurlTransport: UpstreamTransport {
         public var description: String
     }
 
-    private let loop: CurlEventLoop
-    /// The loop thread until it has been joined; nil afterwards, which makes `shutdown` idempotent.
-    private let thread: Locked<pthread_t?>
+    private let multis: [CurlMulti]
+    /// Loops this transport started, and stops at shutdown; empty when it was given loops.
+    private let ownLoops: [EventLoop]
+    private let isShutDown = Atomic(false)
+    /// Spreads calls made from outside the loops over them.
+    private let nextMulti = Atomic(0)
 
-    /// Starts the event-loop thread.
-    public init(configuration: Configuration = .init()) throws {
+    /// Drives transfers on `eventLoops`, or on loops of its own when given none.
+    public init(configuration: Configuration = .init(), eventLoops: [EventLoop] = []) throws {
         if let failure = libcurlSetupFailure {
             throw SetupError(description: failure)
         }
@@ -40,46 +55,53 @@ public final class CurlTransport: UpstreamTransport {
             throw SetupError(description: "the CA bundle \(path) is not readable")
         }
 
-        let multi: MultiHandle
+        let loops: [EventLoop]
         do {
-            multi = try MultiHandle(maxIdleConnections: configuration.maxIdleConnections)
+            loops = eventLoops.isEmpty ? try EventLoop.start(count: configuration.loops) : eventLoops
         } catch {
+            throw SetupError(description: error.description)
+        }
+        ownLoops = eventLoops.isEmpty ? loops : []
+
+        var multis: [CurlMulti] = []
+        do {
+            for loop in loops {
+                multis.append(try CurlMulti(loop: loop, configuration: configuration))
+            }
+        } catch {
+            for multi in multis { multi.close() }
+            for loop in ownLoops { loop.stop() }
             throw SetupError(description: error.message)
         }
-
-        loop = CurlEventLoop(multi: multi, configuration: configuration)
-        thread = Locked(try loop.startThread())
+        self.multis = multis
     }
 
     deinit {
         shutdown()
     }
 
-    /// Suspends until the loop thread delivers the answer or the failure.
+    /// Suspends until a loop delivers the answer or the failure.
     public func send(_ request: UpstreamRequest) async throws(UpstreamFailure) -> UpstreamResponse {
-        let maxResponseBytes = loop.configuration.maxResponseBytes
+        let multi =
+            multis.first { $0.loop.isCurrentThread }
+            ?? multis[nextMulti.add(1, ordering: .relaxed).oldValue % multis.count]
+        let maxResponseBytes = multi.configuration.maxResponseBytes
 
         // TODO: cancelling the calling task does not abort its transfer yet; the request's total timeout bounds it.
         let result = await withCheckedContinuation { continuation in
-            loop.submit(Transfer(request: request, maxResponseBytes: maxResponseBytes, continuation: continuation))
+            multi.submit(Transfer(request: request, maxResponseBytes: maxResponseBytes, continuation: continuation))
         }
         return try result.get()
     }
 
-    /// Stops the loop, fails the calls still pending and waits for the thread to end.
+    /// Fails the calls still pending, closes every connection, and stops the loops the transport started.
     public func shutdown() {
-        loop.stop()
-
-        let joinable = thread.withLock { thread in
-            defer { thread = nil }
-            return thread
+        guard !isShutDown.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        for multi in multis {
+            multi.close()
         }
-        guard let joinable else { return }
-
-        if pthread_equal(joinable, pthread_self()) != 0 {
-            pthread_detach(joinable)
-        } else {
-            pthread_join(joinable, nil)
+        for loop in ownLoops {
+            loop.stop()
         }
     }
 }
@@ -96,131 +118,128 @@ private let libcurlSetupFailure: String? = {
     return nil
 }()
 
-// MARK: - Event loop
+// MARK: - Multi handle on an event loop
 
-/// Owns the multi handle; only its thread touches transfers once they have left the submission queue.
-private final class CurlEventLoop: Sendable {
-    /// What callers on other threads share with the loop thread.
-    struct Submissions {
-        var queue: [Transfer] = []
-        var isStopping = false
-    }
-
+/// One loop's multi handle and connection pool: the loop tells it of ready sockets and its timer, and only the loop's
+/// thread touches its transfers.
+///
+/// Safe as `@unchecked Sendable`: every field but the immutable ones is touched on the loop thread alone (libcurl's
+/// callbacks run inside `curl_multi_socket_action`, called there); other threads reach it through `loop.execute`.
+private final class CurlMulti: EventLoopClient, @unchecked Sendable {
+    let loop: EventLoop
     let configuration: CurlTransport.Configuration
     private let multi: MultiHandle
-    private let submissions = Locked(Submissions())
 
-    init(multi: MultiHandle, configuration: CurlTransport.Configuration) {
-        self.multi = multi
+    /// Transfers handed to libcurl and not yet finished.
+    private var active: [ObjectIdentifier: Transfer] = [:]
+    /// Easy handles of finished transfers, reset and kept for the next ones.
+    private var idleHandles: [EasyHandle] = []
+    /// When libcurl wants `curl_multi_socket_action` called for its timeouts, in monotonic milliseconds.
+    fileprivate var timerDeadline: Int?
+    private var isClosed = false
+
+    init(loop: EventLoop, configuration: CurlTransport.Configuration) throws(CurlError) {
+        self.loop = loop
         self.configuration = configuration
-    }
+        multi = try MultiHandle(maxIdleConnections: configuration.maxIdleConnections)
 
-    deinit {
-        multi.cleanup()
-    }
-
-    /// Starts the loop thread; the thread keeps the loop alive until `run` returns.
-    func startThread() throws(CurlTransport.SetupError) -> pthread_t {
-        var thread = pthread_t()
-
-        // Unmanaged: the retain taken here is released by the thread when its loop has returned.
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let started = pthread_create(
-            &thread, nil,
-            { context in
-                // Unmanaged: balances the retain taken by `startThread`.
-                let loop = Unmanaged<CurlEventLoop>.fromOpaque(context!).takeRetainedValue()
-                loop.run()
-                return nil
-            }, context)
-
-        guard started == 0 else {
-            Unmanaged<CurlEventLoop>.fromOpaque(context).release()
-            throw CurlTransport.SetupError(description: "could not start the upstream thread (error \(started))")
-        }
-        return thread
-    }
-
-    /// Queues a transfer for the loop thread, or fails it at once after shutdown.
-    func submit(_ transfer: Transfer) {
-        let accepted = submissions.withLock { submissions in
-            guard !submissions.isStopping else { return false }
-            submissions.queue.append(transfer)
-            return true
-        }
-
-        guard accepted else {
-            transfer.finish(.failure(.unreachable("the upstream transport has been shut down")))
-            return
-        }
-        wakeUp()
-    }
-
-    /// Asks the loop to end; calls not yet handed to libcurl fail here so they never wait for the thread.
-    func stop() {
-        let abandoned = submissions.withLock { submissions in
-            submissions.isStopping = true
-            defer { submissions.queue = [] }
-            return submissions.queue
-        }
-
-        for transfer in abandoned {
-            transfer.finish(.failure(.unreachable("the upstream transport shut down before the call was sent")))
-        }
-        wakeUp()
-    }
-
-    private func wakeUp() {
-        // A lost wakeup only delays the loop until its poll times out, so there is nothing better to do with an error.
-        _ = try? check(curl_multi_wakeup(multi.raw), "waking the upstream loop")
-    }
-
-    /// The loop thread's body: start submitted transfers, let libcurl work, deliver finished ones, wait.
-    private func run() {
-        var active: [ObjectIdentifier: Transfer] = [:]
-
-        while true {
-            let (submitted, isStopping) = submissions.withLock { submissions in
-                defer { submissions.queue = [] }
-                return (submissions.queue, submissions.isStopping)
+        var attached: Result<Void, CurlError> = .success(())
+        loop.executeAndWait { [self] in
+            loop.register(self)
+            do throws(CurlError) {
+                try multi.attach(to: self)
+            } catch {
+                attached = .failure(error)
             }
-            if isStopping {
-                for transfer in submitted {
-                    transfer.finish(.failure(.unreachable("the upstream transport shut down before the call was sent")))
-                }
-                abandon(&active, .brokenResponse("the upstream transport shut down before the answer arrived"))
+        }
+        if case .failure(let error) = attached {
+            close()
+            throw error
+        }
+    }
+
+    /// Starts a transfer on the loop, or fails it once the transport has shut down.
+    func submit(_ transfer: Transfer) {
+        let queued = loop.execute { [self] in
+            guard !isClosed else {
+                transfer.finish(.failure(.unreachable("the upstream transport has been shut down")))
                 return
             }
-
-            for transfer in submitted {
-                start(transfer, in: &active)
-            }
-
-            do {
-                var running: Int32 = 0
-                try check(curl_multi_perform(multi.raw, &running), "driving upstream transfers")
-                deliverFinished(from: &active)
-
-                // TODO: curl_multi_socket_action with epoll would scale better than curl_multi_poll, which scans every socket on each pass.
-                try check(curl_multi_poll(multi.raw, nil, 0, 1000, nil), "waiting for upstream sockets")
-            } catch {
-                abandon(&active, .brokenResponse("the upstream event loop failed: \(error.message)"))
-
-                // A multi handle that keeps failing would otherwise turn this loop into a busy spin.
-                usleep(10_000)
-            }
+            start(transfer)
+        }
+        if !queued {
+            transfer.finish(.failure(.unreachable("the upstream transport has been shut down")))
         }
     }
 
-    /// Creates and configures the easy handle for a transfer and hands it to the multi handle.
-    private func start(_ transfer: Transfer, in active: inout [ObjectIdentifier: Transfer]) {
-        guard let easy = EasyHandle() else {
+    /// Fails the transfers in flight and frees the handles, on the loop's thread; later submissions fail at once.
+    func close() {
+        loop.executeAndWait { [self] in
+            guard !isClosed else { return }
+            isClosed = true
+            abandonActive(.brokenResponse("the upstream transport shut down before the answer arrived"))
+            for easy in idleHandles {
+                easy.cleanup()
+            }
+            idleHandles = []
+            multi.cleanup()
+            loop.unregister(self)
+        }
+    }
+
+    func ready(_ descriptor: Int32, events: UInt32) {
+        guard !isClosed else { return }
+        var flags: Int32 = 0
+        if events & EPOLLIN.rawValue != 0 { flags |= CURL_CSELECT_IN }
+        if events & EPOLLOUT.rawValue != 0 { flags |= CURL_CSELECT_OUT }
+        if events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { flags |= CURL_CSELECT_ERR }
+        act(on: descriptor, flags: flags)
+    }
+
+    func millisecondsUntilDue() -> Int? {
+        timerDeadline.map { $0 - monotonicMilliseconds() }
+    }
+
+    func due() {
+        guard !isClosed else { return }
+        if let deadline = timerDeadline, deadline <= monotonicMilliseconds() {
+            timerDeadline = nil
+            act(on: CURL_SOCKET_TIMEOUT, flags: 0)
+        }
+        deliverFinished()
+    }
+
+    private func act(on socket: curl_socket_t, flags: Int32) {
+        var running: Int32 = 0
+        do {
+            try check(curl_multi_socket_action(multi.raw, socket, flags, &running), "driving upstream transfers")
+        } catch {
+            abandonActive(.brokenResponse("the upstream event loop failed: \(error.message)"))
+        }
+    }
+
+    /// libcurl's socket callback: watches `socket` for what libcurl waits on, or stops watching it.
+    fileprivate func watch(_ socket: curl_socket_t, for what: Int32) -> Int32 {
+        if what == CURL_POLL_REMOVE {
+            loop.unwatch(socket)
+            return 0
+        }
+        var events: UInt32 = 0
+        if what & CURL_POLL_IN != 0 { events |= EPOLLIN.rawValue }
+        if what & CURL_POLL_OUT != 0 { events |= EPOLLOUT.rawValue }
+        return loop.watch(socket, events: events, for: self) ? 0 : -1
+    }
+
+    /// Configures an easy handle (a reused one when there is one) for a transfer and hands it to the multi handle.
+    private func start(_ transfer: Transfer) {
+        guard let easy = idleHandles.popLast() ?? EasyHandle() else {
             transfer.finish(.failure(.unreachable("libcurl could not create a transfer")))
             return
         }
 
         do {
-            try transfer.configure(easy, caBundlePath: configuration.caBundlePath)
+            try transfer.configure(
+                easy, caBundlePath: configuration.caBundlePath, receiveBufferBytes: configuration.receiveBufferBytes)
             try check(curl_multi_add_handle(multi.raw, easy.raw), "starting the transfer")
         } catch {
             easy.cleanup()
@@ -232,8 +251,8 @@ private final class CurlEventLoop: Sendable {
         active[ObjectIdentifier(transfer)] = transfer
     }
 
-    /// Resumes the callers of every transfer libcurl reports as done and frees their handles.
-    private func deliverFinished(from active: inout [ObjectIdentifier: Transfer]) {
+    /// Resumes the callers of every transfer libcurl reports as done and keeps their handles for later transfers.
+    private func deliverFinished() {
         var queued: Int32 = 0
         while let message = curl_multi_info_read(multi.raw, &queued) {
             guard message.pointee.msg == CURLMSG_DONE, let raw = message.pointee.easy_handle else { continue }
@@ -246,29 +265,65 @@ private final class CurlEventLoop: Sendable {
             let transfer = Unmanaged<Transfer>.fromOpaque(context).takeUnretainedValue()
             let result = transfer.result(of: message.pointee.data.result, on: easy)
 
-            release(transfer)
+            release(transfer, keepingHandle: true)
             active[ObjectIdentifier(transfer)] = nil
             transfer.finish(result)
         }
     }
 
-    /// Fails every active transfer with `failure`; used when the loop stops or breaks.
-    private func abandon(_ active: inout [ObjectIdentifier: Transfer], _ failure: UpstreamFailure) {
-        for transfer in active.values {
-            release(transfer)
+    /// Fails every active transfer with `failure`; used when the transport stops or libcurl breaks.
+    private func abandonActive(_ failure: UpstreamFailure) {
+        let abandoned = active.values
+        active = [:]
+        for transfer in abandoned {
+            release(transfer, keepingHandle: false)
             transfer.finish(.failure(failure))
         }
-        active = [:]
     }
 
-    private func release(_ transfer: Transfer) {
+    private func release(_ transfer: Transfer, keepingHandle: Bool) {
         guard let easy = transfer.easy else { return }
 
         // Removal fails only for a handle the multi does not own, which `active` rules out.
         _ = try? check(curl_multi_remove_handle(multi.raw, easy.raw), "removing a finished transfer")
-        easy.cleanup()
         transfer.easy = nil
+        // A reset handle keeps nothing of the transfer (it points at the transfer's header list and buffers); the
+        // connection it used stays in the multi handle's pool.
+        if keepingHandle, idleHandles.count < configuration.maxIdleConnections {
+            curl_easy_reset(easy.raw)
+            idleHandles.append(easy)
+        } else {
+            easy.cleanup()
+        }
     }
+}
+
+/// Milliseconds on the monotonic clock, as libcurl's timer is given.
+private func monotonicMilliseconds() -> Int {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return now.tv_sec * 1000 + now.tv_nsec / 1_000_000
+}
+
+/// libcurl's socket callback; the context is the multi set as SOCKETDATA.
+private func watchSocket(
+    _ easy: UnsafeMutableRawPointer?, _ socket: curl_socket_t, _ what: Int32, _ context: UnsafeMutableRawPointer?,
+    _ socketContext: UnsafeMutableRawPointer?
+) -> Int32 {
+    guard let context else { return -1 }
+    // Unmanaged: the multi detaches its callbacks before it goes, and libcurl calls back only on its loop's thread.
+    return Unmanaged<CurlMulti>.fromOpaque(context).takeUnretainedValue().watch(socket, for: what)
+}
+
+/// libcurl's timer callback; the context is the multi set as TIMERDATA.
+private func setTimer(_ multi: UnsafeMutableRawPointer?, _ milliseconds: Int, _ context: UnsafeMutableRawPointer?)
+    -> Int32
+{
+    guard let context else { return -1 }
+    // Unmanaged: the multi detaches its callbacks before it goes, and libcurl calls back only on its loop's thread.
+    let owner = Unmanaged<CurlMulti>.fromOpaque(context).takeUnretainedValue()
+    owner.timerDeadline = milliseconds < 0 ? nil : monotonicMilliseconds() + milliseconds
+    return 0
 }
 
 // MARK: - Transfer
@@ -309,8 +364,9 @@ private final class Transfer: @unchecked Sendable {
     }
 
     /// Sets every option the call needs; the transfer must outlive the handle, as the handle points back at it.
-    func configure(_ easy: EasyHandle, caBundlePath: String?) throws(CurlError) {
+    func configure(_ easy: EasyHandle, caBundlePath: String?, receiveBufferBytes: Int) throws(CurlError) {
         try easy.set(CURLOPT_URL, request.url)
+        try easy.set(CURLOPT_BUFFERSIZE, receiveBufferBytes)
         try easy.set(CURLOPT_PROTOCOLS_STR, "http,https")
         try easy.set(CURLOPT_NOSIGNAL, 1)
         try easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
@@ -377,9 +433,21 @@ private final class Transfer: @unchecked Sendable {
             )
         }
 
+        // Each line is assembled as bytes, once per header of every call: string interpolation cost more than
+        // libcurl's own work on the line.
         var list: UnsafeMutablePointer<curl_slist>? = nil
+        var line: [UInt8] = []
         for (name, value) in request.headers {
-            list = try append("\(name): \(value)", to: list)
+            line.removeAll(keepingCapacity: true)
+            line.append(contentsOf: name.utf8)
+            line.append(contentsOf: ": ".utf8)
+            line.append(contentsOf: value.utf8)
+            line.append(0)
+            list = try line.withUnsafeBufferPointer { bytes throws(CurlError) in
+                try bytes.withMemoryRebound(to: CChar.self) { text throws(CurlError) in
+                    try append(text.baseAddress!, to: list)
+                }
+            }
         }
 
         // An empty `Expect:` stops libcurl from waiting for `100 Continue` before sending larger bodies.
@@ -391,7 +459,8 @@ private final class Transfer: @unchecked Sendable {
         try easy.set(CURLOPT_HTTPHEADER, pointer: UnsafeMutableRawPointer(list))
     }
 
-    private func append(_ line: String, to list: UnsafeMutablePointer<curl_slist>?) throws(CurlError)
+    /// libcurl copies the line, so it only has to live for the call.
+    private func append(_ line: UnsafePointer<CChar>, to list: UnsafeMutablePointer<curl_slist>?) throws(CurlError)
         -> UnsafeMutablePointer<curl_slist>?
     {
         guard let extended = curl_slist_append(list, line) else {
@@ -578,8 +647,7 @@ private struct EasyHandle {
 }
 
 /// The libcurl multi handle that drives every transfer.
-// @unchecked Sendable: other threads only call curl_multi_wakeup, which libcurl documents as thread-safe.
-private struct MultiHandle: @unchecked Sendable {
+private struct MultiHandle {
     let raw: UnsafeMutableRawPointer
 
     init(maxIdleConnections: Int) throws(CurlError) {
@@ -597,7 +665,20 @@ private struct MultiHandle: @unchecked Sendable {
         self.raw = raw
     }
 
+    /// Lets `owner` watch the sockets and keep the timer of every transfer on this handle.
+    fileprivate func attach(to owner: CurlMulti) throws(CurlError) {
+        // Unmanaged: the owner cleans this handle up, callbacks detached first, before it goes.
+        let context = Unmanaged.passUnretained(owner).toOpaque()
+        try check(pjg_multi_setopt_pointer(raw, CURLMOPT_SOCKETDATA, context), "setting SOCKETDATA")
+        try check(pjg_multi_setopt_socket_callback(raw, watchSocket), "setting SOCKETFUNCTION")
+        try check(pjg_multi_setopt_pointer(raw, CURLMOPT_TIMERDATA, context), "setting TIMERDATA")
+        try check(pjg_multi_setopt_timer_callback(raw, setTimer), "setting TIMERFUNCTION")
+    }
+
+    /// Cleans up without calling back into a loop that is going away.
     func cleanup() {
+        _ = pjg_multi_setopt_socket_callback(raw, nil)
+        _ = pjg_multi_setopt_timer_callback(raw, nil)
         _ = try? check(curl_multi_cleanup(raw), "closing the multi handle")
     }
 }
