@@ -36,10 +36,20 @@ final class SimulatorCore: Sendable {
 
     // MARK: Request log
 
+    /// Requests kept for tests to inspect; older ones are dropped, so a long demo or soak run stays small.
+    static let requestLogLimit = 10_000
+
     func record(_ request: HTTPRequest) {
-        state.withLock { $0.received.append(request) }
+        state.withLock { state in
+            state.received.append(request)
+            // Dropped in batches, so that keeping the newest costs no copy per request.
+            if state.received.count >= 2 * Self.requestLogLimit {
+                state.received.removeFirst(state.received.count - Self.requestLogLimit)
+            }
+        }
     }
 
+    /// The calls received, oldest first: all of them, or at least the newest `requestLogLimit`.
     var receivedRequests: [HTTPRequest] {
         state.withLock { $0.received }
     }

@@ -72,6 +72,37 @@ import UpstreamSimulators
         }
     }
 
+    /// A client that leaves before its answer is still logged and counted, as 499 when the server learns of it
+    /// before answering, and is no longer in flight.
+    @Test func aRequestWhoseClientLeftIsLoggedAndLeavesTheInFlightGauge() async throws {
+        let capture = LogCapture()
+        try await withDemo(logger: capture.logger) { demo in
+            demo.azure.faults.inject(.slow(seconds: 0.5), times: 10, method: "GET")
+            let caller = GatewayCaller(demo, orgId: DemoEnvironment.azureOrg)
+            for _ in 0..<10 {
+                try KeepAliveConnection(port: demo.gatewayPort).sendAndHangUp(
+                    "GET", "/v1/system/jobs", headers: caller.headers())
+            }
+
+            let logged = { @Sendable in
+                capture.entries.filter {
+                    $0.string("message") == "request" && $0.string("http.route") == "/v1/system/jobs"
+                }
+            }
+            try await poll(for: 30, "ten access-log lines") { logged().count == 10 }
+            let statuses = logged().compactMap { $0["http.status"] as? Int }
+            #expect(statuses.allSatisfy { $0 == 200 || $0 == 499 }, "\(statuses)")
+            #expect(statuses.contains(499), "a client gone before the answer: \(statuses)")
+
+            let metrics = try await RawHTTPClient(port: demo.gatewayPort).sendOffPool("GET", "/metrics").text
+            #expect(metrics.contains("profile_jobs_gateway_http_requests_in_flight 1\n"), "only /metrics itself")
+            let counted = metrics.split(separator: "\n").filter {
+                $0.hasPrefix(#"profile_jobs_gateway_http_requests_total{route="/v1/system/jobs",method="GET""#)
+            }.compactMap { Int($0.split(separator: " ").last ?? "") }
+            #expect(counted.reduce(0, +) == 10, "\(counted)")
+        }
+    }
+
     @Test func healthAndReadiness() async throws {
         try await withDemo { demo in
             let client = RawHTTPClient(port: demo.gatewayPort)

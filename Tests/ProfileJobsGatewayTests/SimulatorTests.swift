@@ -297,6 +297,17 @@ import Testing
         #expect(received.last?.body == Array(#"{"dataSetId": "d1"}"#.utf8))
     }
 
+    /// A long demo or soak run must not keep every request it ever received.
+    @Test func theRequestLogKeepsTheNewestCallsOnly() async throws {
+        let azure = AzureSimulator(options: TestClock().options)
+        for index in 0..<25_000 {
+            _ = await send(azure, "GET", "/data/core/ups/system/jobs/job-\(index)", headers: HTTPHeaders())
+        }
+        let received = azure.receivedRequests
+        #expect((10_000..<20_000).contains(received.count), "\(received.count)")
+        #expect(received.last?.path == "/data/core/ups/system/jobs/job-24999")
+    }
+
     @Test func fixtureComparisonsTellBodiesApart() throws {
         let documented = try fixture("errors/token-missing.403.json")
 

@@ -184,6 +184,8 @@ private final class RequestContext: @unchecked Sendable {
     /// Why the server answered by itself, when it did.
     var refusal: ServerRefusal?
     var answer: HTTPResponse?
+    /// Whether an answer was handed to libmicrohttpd (and the access log told of it).
+    var queued = false
     /// The daemon the connection belongs to, which must be run again once the connection is resumed.
     var driver: DaemonDriver?
     /// The peer's address as text, read once for the handler and the access log.
@@ -366,6 +368,30 @@ private final class ServerCore: @unchecked Sendable {
     /// An answer went out: the client's time for its next request on this connection starts now.
     func requestCompleted(_ connection: OpaquePointer) {
         watches.withLock { $0[UInt(bitPattern: connection)]?.readingSince = .now }
+    }
+
+    /// A request the handler took whose client left before the answer could be queued: libmicrohttpd ends it
+    /// without asking for the answer, and the access log and the metrics would never hear of it. It is told as
+    /// 499, the status proxies use for a client that closed its request.
+    func requestEnded(_ context: RequestContext) {
+        guard context.reachedHandler, !context.queued else { return }
+        context.queued = true
+        var abandoned = context.answer ?? HTTPResponse(status: Self.clientClosedStatus)
+        abandoned.status = Self.clientClosedStatus
+        log(abandoned, for: context)
+    }
+
+    static let clientClosedStatus = 499
+
+    private func log(_ response: HTTPResponse, for context: RequestContext) {
+        guard let accessLog else { return }
+        let path = String(Self.path(of: context.target))
+        accessLog(
+            HTTPExchange(
+                method: context.method, path: path, requestHeaders: context.headers, response: response,
+                seconds: (ContinuousClock.now - context.started).seconds, requestBytes: context.requestBytes,
+                remoteAddress: context.remoteAddress, reachedHandler: context.reachedHandler,
+                refusal: context.refusal))
     }
 
     func stop(grace: Duration) {
@@ -606,15 +632,8 @@ private final class ServerCore: @unchecked Sendable {
     }
 
     private func queue(_ response: HTTPResponse, for context: RequestContext) -> MHD_Result {
-        if let accessLog {
-            let path = String(Self.path(of: context.target))
-            accessLog(
-                HTTPExchange(
-                    method: context.method, path: path, requestHeaders: context.headers, response: response,
-                    seconds: (ContinuousClock.now - context.started).seconds, requestBytes: context.requestBytes,
-                    remoteAddress: context.remoteAddress, reachedHandler: context.reachedHandler,
-                    refusal: context.refusal))
-        }
+        context.queued = true
+        log(response, for: context)
         let connection = context.connection
         let created = response.body.withUnsafeBytes { bytes in
             MHD_create_response_from_buffer(
@@ -730,6 +749,7 @@ private let completedCallback: MHD_RequestCompletedCallback = { server, connecti
     if let connection {
         core.requestCompleted(connection)
     }
+    core.requestEnded(Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue())
     Unmanaged<RequestContext>.fromOpaque(raw).release()
     contextSlot.pointee = nil
 }

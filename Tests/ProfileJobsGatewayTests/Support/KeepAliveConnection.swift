@@ -46,6 +46,20 @@ final class KeepAliveConnection: Sendable {
         return try await offPool { try self.exchange(request) }
     }
 
+    /// Sends one request and closes the connection without waiting for the answer: a client that gave up.
+    func sendAndHangUp(_ method: String, _ target: String, headers: [(String, String)]) {
+        var head = "\(method) \(target) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\n"
+        for (name, value) in headers {
+            head += "\(name): \(value)\r\n"
+        }
+        let request = Array((head + "\r\n").utf8)
+        fd.withLock { fd in
+            _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+            fd = -1
+        }
+    }
+
     private func exchange(_ request: [UInt8]) throws -> RawHTTPClient.Response {
         try fd.withLock { fd in
             var sent = 0
