@@ -185,6 +185,40 @@ struct GatewayClientLimitsTests {
         }
     }
 
+    /// The default budget holds a head of a token-sized value and dozens of short headers that adds up to exactly
+    /// it, even behind a target of the longest length taken (the connection's memory must fit both and the answer's
+    /// head); one byte more is the documented problem.
+    @Test func aHeadAtTheDefaultBudgetIsServedAndOneByteMoreIs431() async throws {
+        let budget = ClientLimits().maxHeaderBytes
+        #expect(budget == 8192)
+        try await withDemo { demo in
+            let caller = GatewayCaller(demo, orgId: "azure-demo@AdobeOrg")
+            // What the client sends besides the padding: Host and Connection, then the caller's credentials.
+            let sent = [("Host", "127.0.0.1:\(demo.gatewayPort)"), ("Connection", "close")] + caller.headers()
+            let used = sent.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count }
+            // 40 headers of 100 bytes each, and one of about 4 KB (a large JWT) for the rest of the budget.
+            var padding = (10..<50).map { ("X-Pad-\($0)", String(repeating: "p", count: 92)) }
+            let token = budget - used - 40 * 100 - "X-Token".utf8.count
+            padding.append(("X-Token", String(repeating: "t", count: token)))
+            #expect(padding.reduce(used) { $0 + $1.0.utf8.count + $1.1.utf8.count } == budget)
+
+            let fits = try await caller.list(headers: padding)
+            #expect(fits.status == 200, "\(fits.text)")
+            // Behind a path and query of 4,096 bytes, the most the server takes, the head still reaches the gateway,
+            // which reads the query (and refuses its unknown parameter) rather than the server refusing the head.
+            let prefix = "/v1/system/jobs?x="
+            let longest = HTTPServerConfiguration().maxTargetBytes
+            let target = prefix + String(repeating: "q", count: longest - prefix.utf8.count)
+            let long = try await caller.call("GET", target, headers: padding)
+            try long.expectProblem(status: 400, type: "/problems/invalid-query")
+
+            padding[padding.count - 1].1 += "t"
+            let over = try await caller.list(headers: padding)
+            try over.expectProblem(status: 431, type: "/problems/headers-too-large")
+            #expect(over.text.contains("more than 8192 bytes"))
+        }
+    }
+
     /// Headers that give a body's length two ways (RFC 9112, section 6.3), whose leftover bytes a server reading
     /// the other way would take for a second request: here a removal smuggled behind a create.
     static let ambiguousFraming: [(headers: String, label: String)] = [
