@@ -24,12 +24,18 @@ final class CallContext: Sendable {
     /// Set when the call is deletion traffic, which the audit trail records.
     let deletion: DeletionAttempt?
     let started = ContinuousClock.now
+    /// The configuration the call started under, so that a reload while it runs changes neither its route nor its
+    /// timeouts; nil for an answer the server gave by itself.
+    let configuration: GatewayConfiguration?
     private let facts = Locked(Facts())
 
-    init(requestId: String, trace: TraceContext, deletion: DeletionAttempt?) {
+    init(
+        requestId: String, trace: TraceContext, deletion: DeletionAttempt?, configuration: GatewayConfiguration? = nil
+    ) {
         self.requestId = requestId
         self.trace = trace
         self.deletion = deletion
+        self.configuration = configuration
     }
 
     var snapshot: Facts { facts.withLock { $0 } }

@@ -13,9 +13,6 @@ public final class Gateway: HTTPHandler {
     }
 
     private let live: Mutex<Live>
-    /// The configuration a call started under, so that a reload while it runs changes neither its route nor its
-    /// timeouts.
-    @TaskLocal private static var callConfiguration: GatewayConfiguration?
     /// Every upstream call, sandbox lookups included, passes its breaker, in-flight cap and retry rule.
     public let upstream: UpstreamClient
     let logger: Logger
@@ -57,7 +54,7 @@ public final class Gateway: HTTPHandler {
 
     /// Inside a call, the configuration it started under; elsewhere, the one new calls are served under.
     public var configuration: GatewayConfiguration {
-        Self.callConfiguration ?? live.withLock { $0.configuration }
+        CallContext.current?.configuration ?? live.withLock { $0.configuration }
     }
 
     /// How long a stop lets calls in flight finish: enough for the longest timeouts of any configuration applied
@@ -84,25 +81,44 @@ public final class Gateway: HTTPHandler {
         return reload
     }
 
+    /// Kept to the awaits and what lives across them: everything an async function holds, even between its awaits,
+    /// is in the task's memory for the whole call, so the work before and after is done in plain functions.
     public func handle(_ request: HTTPRequest) async -> HTTPResponse {
+        let context = start(request)
+        // One task-local for the call: each one costs every call in flight a slab of its task's memory.
+        let answer: Result<HTTPResponse, GatewayError> = await CallContext.$current.withValue(context) {
+            do throws(GatewayError) {
+                return .success(try await route(request, requestId: context.requestId))
+            } catch {
+                return .failure(error)
+            }
+        }
+        let (response, failure) = finish(answer, of: request, context: context)
+        if context.deletion != nil {
+            await recordOutcome(context, status: response.status, failure: failure)
+        }
+        return response
+    }
+
+    /// Counts the call in and sets up its context, under the configuration it starts with.
+    @inline(never)
+    private func start(_ request: HTTPRequest) -> CallContext {
         metrics.requestStarted()
         let configuration = live.withLock { $0.configuration }
         let context = CallContext(
             requestId: Self.requestId(from: request.headers), trace: TraceContext(request.headers),
-            deletion: DeletionAttempt(request))
+            deletion: DeletionAttempt(request), configuration: configuration)
         if let orgId = request.headers["x-gw-ims-org-id"], let route = configuration.organizations[orgId] {
             context.update { ($0.orgId, $0.cloud) = (route.orgId, route.cloud) }
         }
+        return context
+    }
 
-        let answer: Result<HTTPResponse, GatewayError> = await Self.$callConfiguration.withValue(configuration) {
-            await CallContext.$current.withValue(context) {
-                do throws(GatewayError) {
-                    return .success(try await route(request, requestId: context.requestId))
-                } catch {
-                    return .failure(error)
-                }
-            }
-        }
+    /// The answer to send, a failure made a problem; with the failure, for the audit trail.
+    @inline(never)
+    private func finish(
+        _ answer: Result<HTTPResponse, GatewayError>, of request: HTTPRequest, context: CallContext
+    ) -> (HTTPResponse, GatewayError?) {
         var response: HTTPResponse
         var failure: GatewayError?
         switch answer {
@@ -120,13 +136,9 @@ public final class Gateway: HTTPHandler {
                 }
             response = Self.problemResponse(error, requestId: context.requestId, call: call)
         }
-
-        if context.deletion != nil {
-            await recordOutcome(context, status: response.status, failure: failure)
-        }
         response.headers.set("x-request-id", context.requestId)
         response.record = context
-        return response
+        return (response, failure)
     }
 
     /// The access log and the request metrics: one line per answered request, with the status really sent (the
@@ -220,33 +232,15 @@ public final class Gateway: HTTPHandler {
 
     /// The canonical surface: reads the caller's HTTP request, runs the operation, writes the canonical answer.
     private func route(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
-        if let answer = try await serviceRoute(request) {
+        // Asked first by path: calling it for every job call would give each a slab of task memory for its values.
+        if Self.isServiceRoute(request.path), let answer = try await serviceRoute(request) {
             return answer
         }
         if Self.isAzureSurface(request.path) {
             return try await routeAzureSurface(request, requestId: requestId)
         }
         if request.path == Self.collection {
-            switch request.method {
-            case "GET", "HEAD":  // HEAD gets the GET answer; the HTTP server leaves the body out.
-                let query = try JobQuery.parse(request)
-                let position = try Self.listPosition(request, query: query)
-                let page = try await listJobs(request, from: position, query: query, requestId: requestId)
-                return .json(
-                    200,
-                    CanonicalJSON.list(
-                        page.jobs, limit: position.limit, next: page.next?.encoded, total: page.total,
-                        complete: page.complete))
-
-            case "POST":
-                let job = try await createJob(try Self.readDeleteRequest(request), request, requestId: requestId)
-                var answer = HTTPResponse.json(201, CanonicalJSON.job(job))
-                answer.headers.add("Location", Self.collection + "/" + job.id)
-                return answer
-
-            default:
-                throw .methodNotAllowed(method: request.method, allowed: ["GET", "HEAD", "POST"])
-            }
+            return try await routeCollection(request, requestId: requestId)
         }
 
         guard request.path.hasPrefix(Self.collection + "/") else {
@@ -261,6 +255,31 @@ public final class Gateway: HTTPHandler {
             return HTTPResponse(status: 204)
         default:
             throw .methodNotAllowed(method: request.method, allowed: ["GET", "HEAD", "DELETE"])
+        }
+    }
+
+    /// The collection itself: a list or a create. A function of its own, so that a lookup, waiting on its upstream,
+    /// does not hold the list's and the create's values in its task memory.
+    private func routeCollection(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
+        switch request.method {
+        case "GET", "HEAD":  // HEAD gets the GET answer; the HTTP server leaves the body out.
+            let query = try JobQuery.parse(request)
+            let position = try Self.listPosition(request, query: query)
+            let page = try await listJobs(request, from: position, query: query, requestId: requestId)
+            return .json(
+                200,
+                CanonicalJSON.list(
+                    page.jobs, limit: position.limit, next: page.next?.encoded, total: page.total,
+                    complete: page.complete))
+
+        case "POST":
+            let job = try await createJob(try Self.readDeleteRequest(request), request, requestId: requestId)
+            var answer = HTTPResponse.json(201, CanonicalJSON.job(job))
+            answer.headers.add("Location", Self.collection + "/" + job.id)
+            return answer
+
+        default:
+            throw .methodNotAllowed(method: request.method, allowed: ["GET", "HEAD", "POST"])
         }
     }
 
@@ -470,6 +489,7 @@ public final class Gateway: HTTPHandler {
         }
     }
 
+    @inline(never)
     static func checkId(_ value: String, field: String) throws(GatewayError) {
         guard GatewayLimits.isWellFormedId(value) else {
             throw .invalidId(field: field, value: value)
@@ -556,6 +576,7 @@ public final class Gateway: HTTPHandler {
         var headers: HTTPHeaders
 
         /// Fills in what the upstream leaves out but the call itself established (the sandbox, on Azure).
+        @inline(never)
         func complete(_ job: SystemJob) -> SystemJob {
             var job = job
             job.sandbox.name = job.sandbox.name ?? sandbox.name
@@ -655,15 +676,7 @@ public final class Gateway: HTTPHandler {
         body: [UInt8]? = nil,
         read: (_ body: [UInt8]) throws(MalformedUpstreamBody) -> Answer
     ) async throws(GatewayError) -> Answer {
-        var headers = call.headers
-        if body != nil {
-            headers.add("Content-Type", "application/json")
-        }
-        let timeouts = configuration.timeouts(for: call.route)
-        let request = UpstreamRequest(
-            method: method, url: call.route.baseURL + "/data/core/ups/system/jobs" + path, headers: headers, body: body,
-            connectTimeout: timeouts.connect, totalTimeout: timeouts.total)
-
+        let request = upstreamRequest(call, method: method, path: path, body: body)
         let cloud = call.route.cloud
         let response: UpstreamResponse
         var answer: Answer?
@@ -685,15 +698,42 @@ public final class Gateway: HTTPHandler {
                     }
                 })
         } catch {
-            // Failed attempts were counted as they happened; a refusal before sending has no attempt.
-            if case .upstreamCircuitOpen = error {
-                metrics.upstreamError(cloud: cloud.rawValue, kind: "circuit_open")
-            } else if case .upstreamOverloaded = error {
-                metrics.upstreamError(cloud: cloud.rawValue, kind: "overloaded")
-            }
+            countRefusal(error, cloud: cloud)
             throw error
         }
+        return try Self.answer(answer, of: response, cloud: cloud)
+    }
 
+    /// The request `send` makes of a call. This and the other plain functions `send` calls keep their values out of
+    /// its task memory, which every call in flight holds while the upstream answers.
+    @inline(never)
+    private func upstreamRequest(_ call: UpstreamCall, method: String, path: String, body: [UInt8]?) -> UpstreamRequest
+    {
+        var headers = call.headers
+        if body != nil {
+            headers.add("Content-Type", "application/json")
+        }
+        let timeouts = configuration.timeouts(for: call.route)
+        return UpstreamRequest(
+            method: method, url: call.route.baseURL + "/data/core/ups/system/jobs" + path, headers: headers, body: body,
+            connectTimeout: timeouts.connect, totalTimeout: timeouts.total)
+    }
+
+    /// Failed attempts were counted as they happened; a refusal before sending has no attempt, and is counted here.
+    @inline(never)
+    private func countRefusal(_ error: GatewayError, cloud: Cloud) {
+        if case .upstreamCircuitOpen = error {
+            metrics.upstreamError(cloud: cloud.rawValue, kind: "circuit_open")
+        } else if case .upstreamOverloaded = error {
+            metrics.upstreamError(cloud: cloud.rawValue, kind: "overloaded")
+        }
+    }
+
+    /// The read answer of a 2xx; any other status is the matching problem.
+    @inline(never)
+    private static func answer<Answer>(
+        _ answer: Answer?, of response: UpstreamResponse, cloud: Cloud
+    ) throws(GatewayError) -> Answer {
         guard (200..<300).contains(response.status) else {
             throw GatewayError(upstreamStatus: response, cloud: cloud)
         }

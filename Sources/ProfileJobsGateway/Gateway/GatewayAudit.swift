@@ -151,10 +151,15 @@ extension Gateway {
 
     // MARK: Service routes
 
+    /// The paths `serviceRoute` answers.
+    static func isServiceRoute(_ path: String) -> Bool {
+        ["/healthz", "/readyz", "/metrics", "/v1/audit"].contains(path)
+    }
+
     /// Health, readiness, metrics and the audit search; nil for every other path.
     func serviceRoute(_ request: HTTPRequest) async throws(GatewayError) -> HTTPResponse? {
         let path = request.path
-        guard ["/healthz", "/readyz", "/metrics", "/v1/audit"].contains(path) else { return nil }
+        guard Self.isServiceRoute(path) else { return nil }
         // HEAD gets the GET answer; the HTTP server leaves the body out.
         guard request.method == "GET" || request.method == "HEAD" else {
             throw .methodNotAllowed(method: request.method, allowed: ["GET", "HEAD"])

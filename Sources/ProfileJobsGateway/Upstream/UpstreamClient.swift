@@ -117,31 +117,17 @@ public final class UpstreamClient: Sendable {
         var attempt = 0
         while true {
             attempt += 1
-            var attemptRequest = request
-            attemptRequest.totalTimeout = max(deadline - clock(), 0.001)
-            attemptRequest.connectTimeout = min(request.connectTimeout, attemptRequest.totalTimeout)
-
+            let attemptRequest = attemptRequest(request, deadline: deadline)
             let started = clock()
-            var result: Result<UpstreamResponse, UpstreamFailure>
+            let sent: Result<UpstreamResponse, UpstreamFailure>
             do {
-                result = .success(try await transport.send(attemptRequest))
+                sent = .success(try await transport.send(attemptRequest))
             } catch {
-                result = .failure(error)
+                sent = .failure(error)
             }
-            let answered = try? result.get()
-            // A 2xx whose body cannot be read is a failing platform like a 5xx, for the breaker and the metrics.
-            if case .success(let response) = result, (200..<300).contains(response.status),
-                let reason = readAnswer(response.body)
-            {
-                result = .failure(.unreadable(reason))
-            }
-            let seconds = clock() - started
-            upstream.finish(permit, Self.breakerOutcome(result))
-
-            let wait =
-                retryable
-                ? retryWait(after: result, attempt: attempt, deadline: deadline, budget: request.totalTimeout) : nil
-            observe(Attempt(result: result, seconds: seconds, willRetry: wait != nil, answered: answered))
+            let (result, wait) = conclude(
+                sent, of: request, started: started, attempt: attempt, deadline: deadline, retryable: retryable,
+                permit: permit, upstream: upstream, observe: observe, readAnswer: readAnswer)
             guard let wait else {
                 return try Self.delivered(result, cloud: cloud)
             }
@@ -154,6 +140,49 @@ public final class UpstreamClient: Sendable {
             }
             permit = next
         }
+    }
+
+    /// One attempt's request: the call's, with what is left of its time. A plain function, like `conclude`, since
+    /// whatever the retry loop holds is in every call's task memory while the upstream answers.
+    @inline(never)
+    private func attemptRequest(_ request: UpstreamRequest, deadline: Double) -> UpstreamRequest {
+        var attemptRequest = request
+        attemptRequest.totalTimeout = max(deadline - clock(), 0.001)
+        attemptRequest.connectTimeout = min(request.connectTimeout, attemptRequest.totalTimeout)
+        return attemptRequest
+    }
+
+    /// Reads what one attempt brought, tells the breaker and the caller of it, and says how long to wait before
+    /// the next attempt (nil for none).
+    @inline(never)
+    private func conclude(
+        _ sent: Result<UpstreamResponse, UpstreamFailure>,
+        of request: UpstreamRequest,
+        started: Double,
+        attempt: Int,
+        deadline: Double,
+        retryable: Bool,
+        permit: UpstreamGuard.Permit,
+        upstream: UpstreamGuard,
+        observe: (Attempt) -> Void,
+        readAnswer: (_ body: [UInt8]) -> String?
+    ) -> (Result<UpstreamResponse, UpstreamFailure>, wait: Double?) {
+        var result = sent
+        let answered = try? result.get()
+        // A 2xx whose body cannot be read is a failing platform like a 5xx, for the breaker and the metrics.
+        if case .success(let response) = result, (200..<300).contains(response.status),
+            let reason = readAnswer(response.body)
+        {
+            result = .failure(.unreadable(reason))
+        }
+        let seconds = clock() - started
+        upstream.finish(permit, Self.breakerOutcome(result))
+
+        let wait =
+            retryable
+            ? retryWait(after: result, attempt: attempt, deadline: deadline, budget: request.totalTimeout) : nil
+        observe(Attempt(result: result, seconds: seconds, willRetry: wait != nil, answered: answered))
+        return (result, wait)
     }
 
     /// Seconds to wait before the next attempt, or nil when there is none: the attempts are used up, the failure
@@ -219,6 +248,7 @@ public final class UpstreamClient: Sendable {
         }
     }
 
+    @inline(never)
     private static func delivered(
         _ result: Result<UpstreamResponse, UpstreamFailure>,
         cloud: Cloud
