@@ -363,10 +363,16 @@ private final class Transfer: @unchecked Sendable {
         continuation = nil
     }
 
+    /// The smallest upload buffer libcurl takes.
+    static let uploadBufferBytes = 16 * 1024
+
     /// Sets every option the call needs; the transfer must outlive the handle, as the handle points back at it.
     func configure(_ easy: EasyHandle, caBundlePath: String?, receiveBufferBytes: Int) throws(CurlError) {
         try easy.set(CURLOPT_URL, request.url)
         try easy.set(CURLOPT_BUFFERSIZE, receiveBufferBytes)
+        // Over TLS libcurl copies what it sends into an upload buffer of this size, allocated for every call in
+        // flight: its default of 64 KiB was most of an HTTPS call's memory, for a request head and a small body.
+        try easy.set(CURLOPT_UPLOAD_BUFFERSIZE, Self.uploadBufferBytes)
         try easy.set(CURLOPT_PROTOCOLS_STR, "http,https")
         try easy.set(CURLOPT_NOSIGNAL, 1)
         try easy.set(CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
