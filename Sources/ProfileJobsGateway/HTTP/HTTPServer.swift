@@ -186,6 +186,8 @@ private final class RequestContext: @unchecked Sendable {
     var answer: HTTPResponse?
     /// Whether an answer was handed to libmicrohttpd (and the access log told of it).
     var queued = false
+    /// The handler answered and the connection was resumed; counted in `answersOwed` until the request completes.
+    var owed = false
     /// The daemon the connection belongs to, which must be run again once the connection is resumed.
     var driver: DaemonDriver?
     /// The peer's address as text, read once for the handler and the access log.
@@ -222,6 +224,8 @@ private final class ServerCore: @unchecked Sendable {
     let suspended = Locked(Suspended())
     /// Requests between their request line and their completion callback.
     let liveRequests = Atomic(0)
+    /// Requests whose handler has answered within the grace but whose answer has not gone out yet.
+    let answersOwed = Atomic(0)
     /// Every open connection by the address of its libmicrohttpd handle, from its start notice to its close notice. The close
     /// notice comes before the socket is closed, so a socket found here under the lock is still this connection's.
     let watches = Locked<[UInt: ConnectionWatch]>([:])
@@ -416,6 +420,10 @@ private final class ServerCore: @unchecked Sendable {
                 context.driver?.resumed()
             }
             state.contexts.removeAll()
+        }
+        // Answers the handlers gave within the grace get the rest of it to go out, however busy the loops are.
+        while answersOwed.load(ordering: .acquiring) > 0, ContinuousClock.now < deadline {
+            usleep(10_000)
         }
         waitForLiveRequests(upTo: .seconds(2))
 
@@ -613,9 +621,18 @@ private final class ServerCore: @unchecked Sendable {
         suspended.withLock { state in
             guard !state.stopped, state.contexts.removeValue(forKey: ObjectIdentifier(context)) != nil else { return }
             context.answer = answer
+            context.owed = true
+            answersOwed.add(1, ordering: .relaxed)
             MHD_resume_connection(context.connection)
             context.driver?.resumed()
         }
+    }
+
+    /// The request is over, answered or not: an answer owed is no longer waited for.
+    func requestFinished(_ context: RequestContext) {
+        guard context.owed else { return }
+        context.owed = false
+        answersOwed.subtract(1, ordering: .releasing)
     }
 
     /// The target up to its query, found by bytes: every request needs it twice, and splitting by characters costs
@@ -749,7 +766,9 @@ private let completedCallback: MHD_RequestCompletedCallback = { server, connecti
     if let connection {
         core.requestCompleted(connection)
     }
-    core.requestEnded(Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue())
+    let context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
+    core.requestFinished(context)
+    core.requestEnded(context)
     Unmanaged<RequestContext>.fromOpaque(raw).release()
     contextSlot.pointee = nil
 }
