@@ -113,6 +113,7 @@ extension Gateway {
             case .bodyTooLarge(let detail)?: .bodyTooLarge(detail)
             case .targetTooLong(let limit)?: .targetTooLong(limit: limit)
             case .headersTooLarge(let limit)?: .headersTooLarge(limit: limit)
+            case .tooManyFields(let fields)?: .tooManyFields(fields: fields)
             case .malformedHeader(let name, let reason)?: .invalidHeader(name: name, reason: reason)
             case .tooManyConnections(let limit)?: .tooManyConnections(limit: limit)
             case .shuttingDown?, .interrupted?, nil: .shuttingDown

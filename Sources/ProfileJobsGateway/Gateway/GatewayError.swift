@@ -36,6 +36,8 @@ public enum GatewayError: Error, Sendable, Equatable {
     case bodyTooLarge(String)
     case targetTooLong(limit: Int)
     case headersTooLarge(limit: Int)
+    /// The head has more fields than a connection's memory holds along with the answer.
+    case tooManyFields(fields: Int)
     /// The gateway's cap on open connections was reached; this connection is closed after the answer.
     case tooManyConnections(limit: Int)
     case shuttingDown
@@ -280,6 +282,13 @@ extension GatewayError {
                 detail: "The request headers add up to more than \(limit) bytes. Send only the headers the gateway "
                     + "reads (Authorization, x-api-key, x-gw-ims-org-id, the sandbox, Content-Type, Accept, a request "
                     + "id and trace context), with shorter values.")
+
+        case .tooManyFields(let fields):
+            return Problem(
+                type: "/problems/headers-too-large", title: "The request headers are too large", status: 431,
+                detail: "The request has \(fields) header fields, query parameters and cookies, more than the gateway "
+                    + "can hold with its answer. Send only the headers the gateway reads (Authorization, x-api-key, "
+                    + "x-gw-ims-org-id, the sandbox, Content-Type, Accept, a request id and trace context).")
 
         case .tooManyConnections(let limit):
             return Problem(

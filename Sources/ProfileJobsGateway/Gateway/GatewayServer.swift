@@ -34,6 +34,7 @@ public enum GatewayServer {
                     case .bodyTooLarge(let detail): .bodyTooLarge(detail)
                     case .targetTooLong(let limit): .targetTooLong(limit: limit)
                     case .headersTooLarge(let limit): .headersTooLarge(limit: limit)
+                    case .tooManyFields(let fields): .tooManyFields(fields: fields)
                     case .malformedHeader(let name, let reason): .invalidHeader(name: name, reason: reason)
                     case .tooManyConnections(let limit): .tooManyConnections(limit: limit)
                     case .shuttingDown: .shuttingDown

@@ -67,6 +67,9 @@ public enum ServerRefusal: Sendable, Equatable {
     case targetTooLong(limit: Int)
     /// The headers add up to more than `maxHeaderBytes`.
     case headersTooLarge(limit: Int)
+    /// The head has so many fields (headers, query parameters, cookies) that the connection's memory would have no
+    /// room left for the answer's head.
+    case tooManyFields(fields: Int)
     /// A header that makes the request's length ambiguous (two lengths, a length and a transfer coding, an unknown
     /// coding): answered and the connection closed, since what follows cannot be trusted to
     /// be the next request.
@@ -83,7 +86,7 @@ public enum ServerRefusal: Sendable, Equatable {
         switch self {
         case .bodyTooLarge: 413
         case .targetTooLong: 414
-        case .headersTooLarge: 431
+        case .headersTooLarge, .tooManyFields: 431
         case .malformedHeader: 400
         case .tooManyConnections, .shuttingDown, .interrupted: 503
         }
@@ -95,6 +98,8 @@ public enum ServerRefusal: Sendable, Equatable {
         case .targetTooLong(let limit): "The request target is longer than \(limit) bytes; shorten the path or query."
         case .headersTooLarge(let limit):
             "The request headers add up to more than \(limit) bytes; send fewer or shorter ones."
+        case .tooManyFields(let fields):
+            "The request has \(fields) header fields, query parameters and cookies, too many to answer; send fewer."
         case .malformedHeader(let name, let reason): "The \(name) header \(reason)."
         case .tooManyConnections(let limit):
             "The server already has \(limit) connections open; retry in a moment, reusing one connection."
@@ -177,6 +182,8 @@ private final class RequestContext: @unchecked Sendable {
     var phase = Phase.headers
     var method = ""
     var headers = HTTPHeaders()
+    /// Bytes of the header lines as received (name, value, separator, line end), which the connection's memory holds.
+    var headerLineBytes = 0
     var body: [UInt8] = []
     var requestBytes = 0
     var reachedHandler = false
@@ -530,6 +537,10 @@ private final class ServerCore: @unchecked Sendable {
         if headerBytes > configuration.maxHeaderBytes {
             return .headersTooLarge(limit: configuration.maxHeaderBytes)
         }
+        let (fields, memory) = headMemory(context)
+        if memory + Self.answerHeadReserve > configuration.connectionMemoryLimit {
+            return .tooManyFields(fields: fields)
+        }
         let path = Self.path(of: context.target)
         if watches.withLock({ $0.count }) > configuration.connectionLimit,
             !configuration.pathsBeyondConnectionLimit.contains(String(path))
@@ -537,6 +548,26 @@ private final class ServerCore: @unchecked Sendable {
             return .tooManyConnections(limit: configuration.connectionLimit)
         }
         return Self.framingRefusal(context.headers)
+    }
+
+    /// Room kept in a connection's memory for the answer's head: the longest the gateway sends (status line, date,
+    /// media type, length, a 128-byte request id, a `Location`, `Allow` or `Retry-After`) is about 500 bytes.
+    static let answerHeadReserve = 1024
+
+    /// The fields of the head and the bytes of connection memory libmicrohttpd holds for it until the request ends:
+    /// the raw head, 64 bytes for each header, query parameter and cookie, and a copy of each `Cookie` header. A head
+    /// that leaves less than an answer's head of the rest gets no answer at all, after the handler has run; fields
+    /// are what make a head costly well inside `maxHeaderBytes` (about 120 of 50 bytes fill 16 KiB).
+    private func headMemory(_ context: RequestContext) -> (fields: Int, bytes: Int) {
+        let arguments = Int(MHD_get_connection_values(context.connection, .GET_ARGUMENT_KIND, nil, nil))
+        let cookies = Int(MHD_get_connection_values(context.connection, .COOKIE_KIND, nil, nil))
+        let cookieCopies = context.headers.values(for: "Cookie").reduce(0) { $0 + $1.utf8.count + 1 }
+        let fields = context.headers.fields.count + arguments + cookies
+
+        // "METHOD target HTTP/1.1\r\n", the header lines, the empty line.
+        let requestLine = context.method.utf8.count + 1 + context.target.utf8.count + 11
+        let rawHead = requestLine + context.headerLineBytes + 2
+        return (fields, rawHead + 64 * fields + cookieCopies)
     }
 
     /// Headers that would let a request be read two ways (RFC 9112, section 6.3): the server reads the body one
@@ -800,6 +831,7 @@ private let headerCallback: MHD_KeyValueIterator = { raw, _, name, value in
     guard let raw, let name else { return .YES }
     // Unmanaged: the context outlives this synchronous iteration, which runs inside `access`.
     let context = Unmanaged<RequestContext>.fromOpaque(raw).takeUnretainedValue()
+    context.headerLineBytes += strlen(name) + (value.map { strlen($0) } ?? 0) + 4
     context.headers.add(String(cString: name), value.map { fieldValue(String(cString: $0)) } ?? "")
     return .YES
 }
