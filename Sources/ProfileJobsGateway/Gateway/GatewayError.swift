@@ -152,8 +152,8 @@ extension GatewayError {
                 type: "/problems/operation-not-supported", title: "Removing a job is not supported on this cloud",
                 status: 501,
                 detail: "Organization '\(orgId)' is served by AWS, where a delete request cannot be removed; job "
-                    + "'\(jobId)' was left as it is. Wait for it to finish (GET \(lookupPath)), or ask "
-                    + "Adobe support to stop it.")
+                    + "'\(jobId)' was left as it is. If it is still running, wait for it to finish (GET "
+                    + "\(lookupPath)) or ask Adobe support to stop it.")
 
         case .sandboxIdUnavailable(let orgId, let sandbox):
             return Problem(
