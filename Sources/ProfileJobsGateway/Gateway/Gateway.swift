@@ -233,8 +233,8 @@ public final class Gateway: HTTPHandler {
     /// The canonical surface: reads the caller's HTTP request, runs the operation, writes the canonical answer.
     private func route(_ request: HTTPRequest, requestId: String) async throws(GatewayError) -> HTTPResponse {
         // Asked first by path: calling it for every job call would give each a slab of task memory for its values.
-        if Self.isServiceRoute(request.path), let answer = try await serviceRoute(request) {
-            return answer
+        if Self.isServiceRoute(request.path) {
+            return try await serviceRoute(request)
         }
         if Self.isAzureSurface(request.path) {
             return try await routeAzureSurface(request, requestId: requestId)

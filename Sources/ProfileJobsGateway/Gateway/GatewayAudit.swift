@@ -110,13 +110,8 @@ extension Gateway {
         let status = exchange.response.status
         let refusal: GatewayError =
             switch exchange.refusal {
-            case .bodyTooLarge(let detail)?: .bodyTooLarge(detail)
-            case .targetTooLong(let limit)?: .targetTooLong(limit: limit)
-            case .headersTooLarge(let limit)?: .headersTooLarge(limit: limit)
-            case .tooManyFields(let fields)?: .tooManyFields(fields: fields)
-            case .malformedHeader(let name, let reason)?: .invalidHeader(name: name, reason: reason)
-            case .tooManyConnections(let limit)?: .tooManyConnections(limit: limit)
-            case .shuttingDown?, .interrupted?, nil: .shuttingDown
+            case .interrupted?, nil: .shuttingDown
+            case let refusal?: GatewayError(refusal)
             }
         Task { await self.recordOutcome(context, status: status, failure: refusal, seconds: exchange.seconds) }
     }
@@ -157,10 +152,9 @@ extension Gateway {
         ["/healthz", "/readyz", "/metrics", "/v1/audit"].contains(path)
     }
 
-    /// Health, readiness, metrics and the audit search; nil for every other path.
-    func serviceRoute(_ request: HTTPRequest) async throws(GatewayError) -> HTTPResponse? {
+    /// Health, readiness, metrics and the audit search, for a path `isServiceRoute` accepts.
+    func serviceRoute(_ request: HTTPRequest) async throws(GatewayError) -> HTTPResponse {
         let path = request.path
-        guard Self.isServiceRoute(path) else { return nil }
         // HEAD gets the GET answer; the HTTP server leaves the body out.
         guard request.method == "GET" || request.method == "HEAD" else {
             throw .methodNotAllowed(method: request.method, allowed: ["GET", "HEAD"])

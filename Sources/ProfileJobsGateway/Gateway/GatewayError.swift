@@ -279,16 +279,14 @@ extension GatewayError {
         case .headersTooLarge(let limit):
             return Problem(
                 type: "/problems/headers-too-large", title: "The request headers are too large", status: 431,
-                detail: "The request headers add up to more than \(limit) bytes. Send only the headers the gateway "
-                    + "reads (Authorization, x-api-key, x-gw-ims-org-id, the sandbox, Content-Type, Accept, a request "
-                    + "id and trace context), with shorter values.")
+                detail: "The request headers add up to more than \(limit) bytes. \(Self.sendOnlyReadHeaders), with "
+                    + "shorter values.")
 
         case .tooManyFields(let fields):
             return Problem(
                 type: "/problems/headers-too-large", title: "The request headers are too large", status: 431,
                 detail: "The request has \(fields) header fields, query parameters and cookies, more than the gateway "
-                    + "can hold with its answer. Send only the headers the gateway reads (Authorization, x-api-key, "
-                    + "x-gw-ims-org-id, the sandbox, Content-Type, Accept, a request id and trace context).")
+                    + "can hold with its answer. \(Self.sendOnlyReadHeaders).")
 
         case .tooManyConnections(let limit):
             return Problem(
@@ -397,6 +395,11 @@ extension GatewayError {
         }
         return ": " + message
     }
+
+    /// The advice for a head too large: the headers the gateway reads are all it needs.
+    private static let sendOnlyReadHeaders =
+        "Send only the headers the gateway reads (Authorization, x-api-key, x-gw-ims-org-id, the sandbox, "
+        + "Content-Type, Accept, a request id and trace context)"
 
     /// What a caller should do about an upstream 4xx, by status.
     private static func refusalAdvice(_ cloud: Cloud, _ detail: UpstreamErrorDetail, call: CallKind) -> String {

@@ -29,22 +29,28 @@ public enum GatewayServer {
         return HTTPServer(
             configuration: server, handler: gateway,
             errorResponse: { refusal, headers in
-                let error: GatewayError =
-                    switch refusal {
-                    case .bodyTooLarge(let detail): .bodyTooLarge(detail)
-                    case .targetTooLong(let limit): .targetTooLong(limit: limit)
-                    case .headersTooLarge(let limit): .headersTooLarge(limit: limit)
-                    case .tooManyFields(let fields): .tooManyFields(fields: fields)
-                    case .malformedHeader(let name, let reason): .invalidHeader(name: name, reason: reason)
-                    case .tooManyConnections(let limit): .tooManyConnections(limit: limit)
-                    case .shuttingDown: .shuttingDown
-                    case .interrupted: .interruptedByShutdown
-                    }
                 let requestId = Gateway.requestId(from: headers)
-                var response = Gateway.problemResponse(error, requestId: requestId)
+                var response = Gateway.problemResponse(GatewayError(refusal), requestId: requestId)
                 response.headers.set("x-request-id", requestId)
                 return response
             },
             accessLog: { gateway.log($0) })
+    }
+}
+
+extension GatewayError {
+    /// The problem for an answer the HTTP server gave by itself.
+    init(_ refusal: ServerRefusal) {
+        self =
+            switch refusal {
+            case .bodyTooLarge(let detail): .bodyTooLarge(detail)
+            case .targetTooLong(let limit): .targetTooLong(limit: limit)
+            case .headersTooLarge(let limit): .headersTooLarge(limit: limit)
+            case .tooManyFields(let fields): .tooManyFields(fields: fields)
+            case .malformedHeader(let name, let reason): .invalidHeader(name: name, reason: reason)
+            case .tooManyConnections(let limit): .tooManyConnections(limit: limit)
+            case .shuttingDown: .shuttingDown
+            case .interrupted: .interruptedByShutdown
+            }
     }
 }

@@ -561,7 +561,7 @@ private final class ServerCore: @unchecked Sendable {
     private func headMemory(_ context: RequestContext) -> (fields: Int, bytes: Int) {
         let arguments = Int(MHD_get_connection_values(context.connection, .GET_ARGUMENT_KIND, nil, nil))
         let cookies = Int(MHD_get_connection_values(context.connection, .COOKIE_KIND, nil, nil))
-        let cookieCopies = context.headers.values(for: "Cookie").reduce(0) { $0 + $1.utf8.count + 1 }
+        let cookieCopies = cookies == 0 ? 0 : context.headers.values(for: "Cookie").reduce(0) { $0 + $1.utf8.count + 1 }
         let fields = context.headers.fields.count + arguments + cookies
 
         // "METHOD target HTTP/1.1\r\n", the header lines, the empty line.
